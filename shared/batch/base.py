@@ -1,0 +1,108 @@
+"""The Batch backend interface: what the pipeline asks of a pool of workers.
+
+A backend runs *tasks*: a command line (``python -m scoring …``) in a fresh working
+directory, with input files downloaded from blob storage before it starts
+(``ResourceFile``) and result files uploaded after it ends (``OutputFile``) — exactly
+the Azure Batch task model, so the local backend and the Azure Batch backend are
+interchangeable. Tasks of one video belong to one backend *job* whose id is the job id.
+
+Backends never raise for "already exists": ``submit`` is idempotent per task id, so an
+activity that is retried after a crash can submit the same tasks again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+# Exit codes of the chunk task contract (ARCHITECTURE.md §3).
+EXIT_OK = 0
+EXIT_BAD_INPUT = 2  # do not retry: the same input will fail the same way
+
+TASK_STATES = ("pending", "running", "succeeded", "failed")
+
+
+@dataclass(frozen=True)
+class BlobRef:
+    container: str
+    name: str
+
+
+@dataclass(frozen=True)
+class ResourceFile:
+    """Download ``blob`` to ``path`` (relative to the task's working directory) before the task."""
+
+    blob: BlobRef
+    path: str
+
+
+@dataclass(frozen=True)
+class OutputFile:
+    """Upload ``path`` (relative to the working directory) to ``blob`` after the task.
+
+    ``when`` is ``success`` (exit 0 only) or ``always``. The special paths ``stdout.txt`` and
+    ``stderr.txt`` are the task's standard streams.
+    """
+
+    path: str
+    blob: BlobRef
+    when: str = "success"
+
+
+@dataclass
+class TaskSpec:
+    id: str  # unique in the job; derives from chunk index and attempt, so resubmits are idempotent
+    command: list[str]  # argv; the first element "python" means the node's Python
+    resource_files: list[ResourceFile] = field(default_factory=list)
+    output_files: list[OutputFile] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    kind: str = "chunk"  # chunk | train
+    chunk: int = -1  # chunk index for chunk tasks
+    frames: int = 0  # frames this task scores (progress accounting)
+    max_wall_s: int = 3600
+    max_retries: int = 0  # retries by the backend itself for retryable (not 2) exit codes
+
+
+@dataclass
+class TaskState:
+    id: str
+    state: str  # one of TASK_STATES
+    exit_code: int | None = None
+    error: str | None = None  # a readable reason when failed
+    log: str | None = None  # blob name (in `work`) of the task's stderr, when known
+    frames_done: int = 0  # partial progress of a running task, when the backend can see it
+    retries: int = 0  # retries the backend has made itself
+
+    @property
+    def bad_input(self) -> bool:
+        return self.state == "failed" and self.exit_code == EXIT_BAD_INPUT
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class BatchBackend(Protocol):
+    """What the pipeline needs from a Batch service. Implementations: local, azure."""
+
+    def submit(self, job_id: str, tasks: list[TaskSpec]) -> None:
+        """Create the job if needed and add the tasks; ids that exist already are skipped."""
+
+    def task_states(self, job_id: str) -> list[TaskState]:
+        """Every task of the job with its state; an unknown job gives an empty list."""
+
+    def cancel(self, job_id: str) -> None:
+        """Stop the job: running tasks are killed, pending ones never start."""
+
+    def delete(self, job_id: str) -> None:
+        """Forget the job and its tasks (after cancel or completion)."""
+
+
+def chunk_task_id(chunk: int, attempt: int) -> str:
+    """Task ids derive from chunk and attempt, so resubmission is idempotent."""
+    assert chunk >= 0 and attempt >= 1
+    return f"chunk-{chunk:05d}-a{attempt}"
+
+
+def train_task_id(attempt: int) -> str:
+    assert attempt >= 1
+    return f"train-a{attempt}"

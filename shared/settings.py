@@ -1,0 +1,141 @@
+"""All of stylebatch's settings, read from the environment in one place.
+
+Every setting is documented in ``local.settings.json.example`` and the README.
+Code asks for ``get_settings()`` and never reads ``os.environ`` itself, so tests
+can build a ``Settings`` directly and pass it around.
+
+    python -c "from shared.settings import get_settings; print(get_settings())"
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+from typing import Any, Mapping
+
+# Azurite's published development account. Not a secret: it is the same on every machine.
+AZURITE_ACCOUNT = "devstoreaccount1"
+AZURITE_KEY = (
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    # --- storage ---------------------------------------------------------------------------
+    # Local/dev: a connection string (Azurite). Azure: leave empty and set STORAGE_ACCOUNT_URL;
+    # the app then authenticates with its managed identity (DefaultAzureCredential).
+    storage_connection_string: str = ""
+    storage_account_url: str = ""
+
+    # --- jobs --------------------------------------------------------------------------------
+    default_style: str = "mosaic"
+    default_model: str = "gatys"  # gatys | fast
+    frames_per_chunk: int = 48
+    max_chunks: int = 500
+    max_chunk_attempts: int = 3  # per chunk, counting the first try
+    poll_interval_s: float = 10.0
+    # Replays grow with history; continue_as_new after this many monitor rounds.
+    monitor_rounds_per_generation: int = 50
+    keep_work_on_failure: bool = True
+
+    # --- input limits (bad input fails fast with a readable reason) ---------------------------
+    max_input_bytes: int = 8 * 1024**3
+    max_duration_s: float = 3 * 3600.0
+    max_width: int = 7680
+    max_height: int = 4320
+    max_frames: int = 500_000
+
+    # --- scoring (what the chunk tasks are told) -------------------------------------------------
+    scoring_max_side: int = 320  # the model works at most at this long side; 0 = full size
+    gatys_steps: int = 40  # L-BFGS evaluations for the first frame of a chunk
+    gatys_warm_steps: int = 6  # ... and for each following frame (warm start from the previous one)
+    output_codec: str = "libx264"
+    output_crf: int = 18
+    output_preset: str = "medium"
+    output_pix_fmt: str = "yuv420p"
+
+    # --- batch ---------------------------------------------------------------------------------
+    batch_backend: str = "local"  # local | azure
+    local_batch_slots: int = 2
+    task_max_wall_s: int = 3600
+    task_max_retries: int = 2  # retries by Batch itself for retryable exit codes
+    batch_account_url: str = ""
+    batch_account_name: str = ""
+    batch_account_key: str = ""  # only for emulators/tests; Azure uses managed identity
+    batch_pool_id: str = "stylebatch-gpu"
+    batch_node_identity: str = ""  # resource id of the pool's user-assigned identity, if any
+    batch_app_package: str = "stylebatch"  # application package holding scoring/ + shared/
+    batch_app_version: str = ""
+    sas_ttl_minutes: int = 180
+
+    @property
+    def uses_azurite_key(self) -> bool:
+        return AZURITE_KEY in self.storage_connection_string
+
+
+# Environment variable name for every field (upper-case field name), plus aliases.
+_ALIASES = {
+    "storage_connection_string": ("STORAGE_CONNECTION_STRING", "AzureWebJobsStorage"),
+    "storage_account_url": ("STORAGE_ACCOUNT_URL", "STORAGE__blobServiceUri"),
+}
+
+
+def _coerce(raw: str, default: Any) -> Any:
+    if isinstance(default, bool):
+        return raw.strip().lower() in {"1", "true", "yes", "on"}
+    if isinstance(default, int):
+        return int(float(raw))
+    if isinstance(default, float):
+        return float(raw)
+    return raw
+
+
+def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
+    """Build Settings from an environment mapping (``os.environ`` by default).
+
+    Raises ``ValueError`` naming the variable when a value cannot be parsed.
+    """
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    for f in fields(Settings):
+        names = _ALIASES.get(f.name, (f.name.upper(),))
+        for name in names:
+            if env.get(name):
+                default = getattr(Settings, f.name)
+                try:
+                    values[f.name] = _coerce(env[name], default)
+                except ValueError as exc:
+                    raise ValueError(f"setting {name}={env[name]!r} is not valid: {exc}") from exc
+                break
+    settings = Settings(**values)
+    validate_settings(settings)
+    return settings
+
+
+def validate_settings(s: Settings) -> None:
+    if s.default_model not in ("gatys", "fast"):
+        raise ValueError(f"DEFAULT_MODEL must be gatys or fast, not {s.default_model!r}")
+    if s.batch_backend not in ("local", "azure"):
+        raise ValueError(f"BATCH_BACKEND must be local or azure, not {s.batch_backend!r}")
+    if s.frames_per_chunk < 1:
+        raise ValueError("FRAMES_PER_CHUNK must be at least 1")
+    if s.max_chunk_attempts < 1:
+        raise ValueError("MAX_CHUNK_ATTEMPTS must be at least 1")
+
+
+_cached: Settings | None = None
+
+
+def get_settings() -> Settings:
+    """The process's settings, read once from the environment."""
+    global _cached
+    if _cached is None:
+        _cached = settings_from_env()
+    return _cached
+
+
+def reset_settings_cache() -> None:
+    """Forget the cached settings (the local host changes the environment before it starts)."""
+    global _cached
+    _cached = None
