@@ -1,0 +1,216 @@
+"""Blob storage: one small facade over azure-storage-blob used by every part of the app.
+
+- Locally (Azurite) it connects with a connection string and signs SAS with the account key.
+- In Azure it connects to ``STORAGE_ACCOUNT_URL`` with the app's managed identity
+  (``DefaultAzureCredential``) and signs SAS with a *user delegation key*: short-lived,
+  scoped to one blob (or write-only to one container), never an account key.
+
+Files move by streaming (chunked upload/download straight to and from disk), never by
+holding a whole video in memory.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Iterator
+
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.storage.blob import (
+    BlobSasPermissions,
+    BlobServiceClient,
+    ContainerSasPermissions,
+    generate_blob_sas,
+    generate_container_sas,
+)
+
+from shared.jobs import CONTAINERS, validate_blob_name
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+_TRANSFER = {"max_single_put_size": 8 * 1024**2, "max_block_size": 8 * 1024**2,
+             "max_single_get_size": 8 * 1024**2, "max_chunk_get_size": 8 * 1024**2}
+
+
+@dataclass(frozen=True)
+class BlobInfo:
+    name: str
+    size: int
+    etag: str
+    metadata: dict[str, str]
+    last_modified: datetime
+
+
+class BlobStore:
+    """The app's view of its storage account."""
+
+    def __init__(self, service: BlobServiceClient, account_key: str | None = None):
+        self.service = service
+        self.account_name: str = service.account_name  # type: ignore[assignment]
+        self._account_key = account_key
+        self._delegation_key: Any = None
+        self._delegation_expiry = datetime.min.replace(tzinfo=UTC)
+        self._lock = threading.Lock()
+
+    # -- construction -----------------------------------------------------------------------
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "BlobStore":
+        if settings.storage_connection_string:
+            service = BlobServiceClient.from_connection_string(
+                settings.storage_connection_string, **_TRANSFER)
+            key = _connection_string_part(settings.storage_connection_string, "AccountKey")
+            return cls(service, account_key=key)
+        if settings.storage_account_url:
+            from azure.identity import DefaultAzureCredential
+
+            service = BlobServiceClient(settings.storage_account_url,
+                                        credential=DefaultAzureCredential(), **_TRANSFER)
+            return cls(service)
+        raise ValueError("no storage configured: set STORAGE_ACCOUNT_URL (Azure, managed "
+                         "identity) or STORAGE_CONNECTION_STRING (Azurite)")
+
+    def ensure_containers(self) -> None:
+        for name in CONTAINERS:
+            try:
+                self.service.create_container(name)
+            except ResourceExistsError:
+                pass
+
+    # -- blobs ------------------------------------------------------------------------------
+
+    def blob(self, container: str, name: str):
+        return self.service.get_blob_client(container, validate_blob_name(name))
+
+    def info(self, container: str, name: str) -> BlobInfo | None:
+        try:
+            p = self.blob(container, name).get_blob_properties()
+        except ResourceNotFoundError:
+            return None
+        return BlobInfo(name=name, size=p.size, etag=p.etag.strip('"'),
+                        metadata=dict(p.metadata or {}), last_modified=p.last_modified)
+
+    def exists(self, container: str, name: str) -> bool:
+        return self.blob(container, name).exists()
+
+    def upload_file(self, container: str, name: str, path: str | os.PathLike,
+                    metadata: dict[str, str] | None = None, content_type: str | None = None) -> None:
+        from azure.storage.blob import ContentSettings
+
+        settings = ContentSettings(content_type=content_type) if content_type else None
+        with open(path, "rb") as fh:
+            self.blob(container, name).upload_blob(
+                fh, overwrite=True, metadata=metadata, content_settings=settings,
+                max_concurrency=4)
+
+    def download_file(self, container: str, name: str, path: str | os.PathLike) -> int:
+        """Stream a blob to ``path`` (written atomically). Returns its size."""
+        path = Path(path)
+        tmp = path.with_name(path.name + ".part")
+        with open(tmp, "wb") as fh:
+            size = self.blob(container, name).download_blob(max_concurrency=4).readinto(fh)
+        os.replace(tmp, path)
+        return size
+
+    def read_bytes(self, container: str, name: str, max_bytes: int | None = None) -> bytes:
+        length = max_bytes if max_bytes else None
+        return self.blob(container, name).download_blob(offset=0 if length else None,
+                                                         length=length).readall()
+
+    def write_bytes(self, container: str, name: str, data: bytes) -> None:
+        self.blob(container, name).upload_blob(data, overwrite=True)
+
+    def read_json(self, container: str, name: str) -> Any:
+        return json.loads(self.read_bytes(container, name))
+
+    def write_json(self, container: str, name: str, value: Any) -> None:
+        self.write_bytes(container, name, json.dumps(value, separators=(",", ":")).encode())
+
+    def list(self, container: str, prefix: str = "") -> Iterator[BlobInfo]:
+        for b in self.service.get_container_client(container).list_blobs(
+                name_starts_with=prefix or None, include=["metadata"]):
+            yield BlobInfo(name=b.name, size=b.size, etag=b.etag.strip('"'),
+                           metadata=dict(b.metadata or {}), last_modified=b.last_modified)
+
+    def delete(self, container: str, name: str) -> bool:
+        try:
+            self.blob(container, name).delete_blob(delete_snapshots="include")
+            return True
+        except ResourceNotFoundError:
+            return False
+
+    def delete_prefix(self, container: str, prefix: str) -> int:
+        """Delete every blob under ``prefix`` (which must end with '/'). Returns how many."""
+        assert prefix.endswith("/") and validate_blob_name(prefix.rstrip("/")), prefix
+        names = [b.name for b in self.list(container, prefix)]
+        client = self.service.get_container_client(container)
+        for start in range(0, len(names), 256):
+            batch = names[start:start + 256]
+            try:
+                client.delete_blobs(*batch)
+            except Exception:  # some emulators lack batch delete: fall back blob by blob
+                for n in batch:
+                    self.delete(container, n)
+        return len(names)
+
+    # -- shared access signatures -------------------------------------------------------------
+
+    def _signing(self, ttl: timedelta) -> dict[str, Any]:
+        """Arguments that sign a SAS: the account key (Azurite/dev) or a user delegation key."""
+        if self._account_key:
+            return {"account_key": self._account_key}
+        with self._lock:
+            now = datetime.now(UTC)
+            if self._delegation_key is None or self._delegation_expiry - now < ttl:
+                # One delegation key per process, valid a little longer than the longest SAS.
+                self._delegation_expiry = now + max(ttl, timedelta(hours=1)) + timedelta(minutes=5)
+                self._delegation_key = self.service.get_user_delegation_key(
+                    now - timedelta(minutes=5), self._delegation_expiry)
+            return {"user_delegation_key": self._delegation_key}
+
+    def blob_sas_url(self, container: str, name: str, *, write: bool = False,
+                     ttl: timedelta = timedelta(hours=3)) -> str:
+        """URL of one blob with a SAS scoped to it: read-only, or create+write only."""
+        now = datetime.now(UTC)
+        perms = BlobSasPermissions(create=True, write=True) if write else BlobSasPermissions(read=True)
+        token = generate_blob_sas(self.account_name, container, validate_blob_name(name),
+                                  permission=perms, start=now - timedelta(minutes=5),
+                                  expiry=now + ttl, **self._signing(ttl))
+        return f"{self.blob(container, name).url}?{token}"
+
+    def container_write_sas_url(self, container: str, *,
+                                ttl: timedelta = timedelta(hours=3)) -> str:
+        """URL of a container with a write-only SAS (no read, list or delete): Batch output files."""
+        now = datetime.now(UTC)
+        token = generate_container_sas(self.account_name, container,
+                                       permission=ContainerSasPermissions(write=True, create=True),
+                                       start=now - timedelta(minutes=5), expiry=now + ttl,
+                                       **self._signing(ttl))
+        return f"{self.service.get_container_client(container).url}?{token}"
+
+
+def _connection_string_part(conn: str, key: str) -> str | None:
+    for part in conn.split(";"):
+        k, _, v = part.partition("=")
+        if k.strip().lower() == key.lower():
+            return v.strip()
+    return None
+
+
+_stores: dict[tuple[str, str], BlobStore] = {}
+_stores_lock = threading.Lock()
+
+
+def get_store(settings: Settings) -> BlobStore:
+    """One BlobStore per storage configuration per process (clients are thread-safe)."""
+    key = (settings.storage_connection_string, settings.storage_account_url)
+    with _stores_lock:
+        if key not in _stores:
+            _stores[key] = BlobStore.from_settings(settings)
+        return _stores[key]
