@@ -1,0 +1,241 @@
+// stylebatch infrastructure, deployed by `azd up` (azure.yaml at the repository root).
+//
+// Subscription-scoped entry point: creates the resource group and, in it,
+//   identities    user-assigned identities for the Function app, the Batch pool and the Batch account
+//   monitoring    Log Analytics + Application Insights (Entra ID ingestion only)
+//   storage       data + Functions host storage (incoming, styles, models, work, outgoing, deployment)
+//   batch         Batch account (Entra ID only) + key-less auto-storage + diagnostic settings
+//   pool          the GPU pool, infra/batch/pool.bicep (owned by the Batch engineer)
+//   rbac          least-privilege role assignments for the three identities (+ the deployer)
+//   functionApp   Flex Consumption app, identity-based connections only
+//   eventGrid     system topic on the storage account (its subscription is created by the
+//                 postdeploy hook, see infra/hooks/postdeploy.sh)
+// Security properties are checked by tests/infra/.
+
+targetScope = 'subscription'
+
+// --- azd ---------------------------------------------------------------------------------------
+
+@minLength(1)
+@maxLength(64)
+@description('azd environment name; names the resource group and seeds resource names.')
+param environmentName string
+
+@minLength(1)
+@description('Region for the Function app, storage and monitoring (must offer Flex Consumption).')
+@metadata({
+  azd: {
+    type: 'location'
+  }
+})
+param location string
+
+@description('Region for the Batch account and GPU pool; empty = same as location. Pick one with GPU quota.')
+param batchLocation string = ''
+
+@description('Object id of the user or service principal running azd (AZURE_PRINCIPAL_ID); gets blob data access for uploads.')
+param principalId string = ''
+
+@description('Kind of principalId.')
+@allowed([
+  'User'
+  'ServicePrincipal'
+])
+param principalType string = 'User'
+
+// --- GPU pool ----------------------------------------------------------------------------------
+
+@description('VM size of the GPU nodes (needs Batch core quota for its family in batchLocation).')
+param gpuVmSize string = 'Standard_NC4as_T4_v3'
+
+@description('Most GPU nodes the pool autoscales to.')
+@minValue(1)
+@maxValue(100)
+param maxGpuNodes int = 4
+
+@description('Use Spot (low-priority) nodes instead of dedicated ones: much cheaper, may be evicted (Batch requeues the task).')
+param useSpotNodes bool = true
+
+@description('Batch pool id the app submits to.')
+param batchPoolId string = 'stylebatch-gpu'
+
+@description('Subnet resource id for the pool nodes; empty = Batch-managed networking.')
+param batchSubnetId string = ''
+
+// --- Function app ------------------------------------------------------------------------------
+
+@description('Memory per Function app instance, MB.')
+@allowed([
+  2048
+  4096
+])
+param functionInstanceMemoryMB int = 2048
+
+@description('Most Function app instances.')
+@minValue(1)
+@maxValue(1000)
+param functionMaximumInstances int = 40
+
+@description('Days intermediates in the work container are kept before the lifecycle rule deletes them.')
+@minValue(1)
+param workRetentionDays int = 3
+
+// --- names -------------------------------------------------------------------------------------
+
+var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
+var tags = {
+  'azd-env-name': environmentName
+  app: 'stylebatch'
+}
+var batchRegion = empty(batchLocation) ? location : batchLocation
+var functionAppName = 'func-${resourceToken}'
+var batchApplicationName = 'stylebatch'
+var triggerFunctionName = 'on_upload'
+
+resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
+  name: 'rg-${environmentName}'
+  location: location
+  tags: tags
+}
+
+module identities 'modules/identities.bicep' = {
+  name: 'identities'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    functionIdentityName: 'id-func-${resourceToken}'
+    poolIdentityName: 'id-pool-${resourceToken}'
+    batchAccountIdentityName: 'id-batch-${resourceToken}'
+  }
+}
+
+module monitoring 'modules/monitoring.bicep' = {
+  name: 'monitoring'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    logAnalyticsName: 'log-${resourceToken}'
+    applicationInsightsName: 'appi-${resourceToken}'
+  }
+}
+
+module storage 'modules/storage.bicep' = {
+  name: 'storage'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    name: 'st${resourceToken}'
+    deploymentContainerName: 'app-package-${resourceToken}'
+    workRetentionDays: workRetentionDays
+    logAnalyticsId: monitoring.outputs.logAnalyticsId
+  }
+}
+
+module batch 'modules/batch-account.bicep' = {
+  name: 'batch-account'
+  scope: rg
+  params: {
+    location: batchRegion
+    tags: tags
+    name: 'ba${resourceToken}'
+    autoStorageName: 'stba${resourceToken}'
+    batchAccountIdentityId: identities.outputs.batchAccountIdentityId
+    batchAccountIdentityPrincipalId: identities.outputs.batchAccountIdentityPrincipalId
+    poolIdentityId: identities.outputs.poolIdentityId
+    poolIdentityPrincipalId: identities.outputs.poolIdentityPrincipalId
+    applicationName: batchApplicationName
+    logAnalyticsId: monitoring.outputs.logAnalyticsId
+  }
+}
+
+// ==== BATCH POOL (infra/batch/pool.bicep) ==========================================================
+// POOL-MODULE-PLACEHOLDER: infra/batch/pool.bicep (owned by the Batch engineer) did not exist when
+// this file was written. Wire it here with these values once it does:
+//   batch account name  batch.outputs.name          pool id       batchPoolId
+//   VM size             gpuVmSize                   node identity identities.outputs.poolIdentityId
+//   app package         batchApplicationName ('' version = default version)
+//   max nodes           maxGpuNodes; spot cap useSpotNodes ? maxGpuNodes : 0;
+//                       dedicated cap useSpotNodes ? 0 : maxGpuNodes
+//   subnet              batchSubnetId
+// ===================================================================================================
+
+module rbac 'modules/rbac.bicep' = {
+  name: 'rbac'
+  scope: rg
+  params: {
+    storageAccountName: storage.outputs.name
+    batchAccountName: batch.outputs.name
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
+    functionPrincipalId: identities.outputs.functionIdentityPrincipalId
+    poolPrincipalId: identities.outputs.poolIdentityPrincipalId
+    deployerPrincipalId: principalId
+    deployerPrincipalType: principalType
+  }
+}
+
+module functionApp 'modules/functionapp.bicep' = {
+  name: 'function-app'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    serviceName: 'api'
+    name: functionAppName
+    planName: 'plan-${resourceToken}'
+    identityId: identities.outputs.functionIdentityId
+    identityClientId: identities.outputs.functionIdentityClientId
+    storageAccountName: storage.outputs.name
+    storageBlobEndpoint: storage.outputs.blobEndpoint
+    storageQueueEndpoint: storage.outputs.queueEndpoint
+    deploymentContainerName: storage.outputs.deploymentContainerName
+    applicationInsightsConnectionString: monitoring.outputs.applicationInsightsConnectionString
+    instanceMemoryMB: functionInstanceMemoryMB
+    maximumInstanceCount: functionMaximumInstances
+    appSettings: {
+      BATCH_BACKEND: 'azure'
+      BATCH_ACCOUNT_URL: batch.outputs.url
+      BATCH_ACCOUNT_NAME: batch.outputs.name
+      BATCH_POOL_ID: batchPoolId
+      BATCH_NODE_IDENTITY: identities.outputs.poolIdentityId
+      BATCH_APP_PACKAGE: batch.outputs.applicationName
+    }
+  }
+  // The host needs its storage roles before it first starts.
+  dependsOn: [
+    rbac
+  ]
+}
+
+module eventGrid 'modules/eventgrid-topic.bicep' = {
+  name: 'eventgrid-topic'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    name: 'evgt-${resourceToken}'
+    storageAccountId: storage.outputs.id
+  }
+}
+
+// --- outputs: azd stores these in .azure/<env>/.env for the hooks and for you ----------------------
+
+output AZURE_LOCATION string = location
+output AZURE_TENANT_ID string = tenant().tenantId
+output AZURE_RESOURCE_GROUP string = rg.name
+output AZURE_FUNCTION_APP_NAME string = functionApp.outputs.name
+output AZURE_FUNCTION_APP_URL string = functionApp.outputs.url
+output AZURE_FUNCTION_TRIGGER_NAME string = triggerFunctionName
+output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name
+output AZURE_STORAGE_BLOB_ENDPOINT string = storage.outputs.blobEndpoint
+output AZURE_BATCH_ACCOUNT_NAME string = batch.outputs.name
+output AZURE_BATCH_ACCOUNT_URL string = batch.outputs.url
+output AZURE_BATCH_LOCATION string = batchRegion
+output AZURE_BATCH_POOL_ID string = batchPoolId
+output AZURE_BATCH_APPLICATION_NAME string = batch.outputs.applicationName
+output AZURE_BATCH_NODE_IDENTITY_ID string = identities.outputs.poolIdentityId
+output AZURE_EVENTGRID_SYSTEM_TOPIC_NAME string = eventGrid.outputs.name
+output AZURE_FUNCTION_IDENTITY_CLIENT_ID string = identities.outputs.functionIdentityClientId
+output APPLICATIONINSIGHTS_NAME string = monitoring.outputs.applicationInsightsName
