@@ -149,7 +149,7 @@ class JobRequest:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "JobRequest":
+    def from_json(cls, data: dict[str, Any]) -> JobRequest:
         req = cls(**data)
         validate_job_id(req.job_id)
         validate_blob_name(req.blob)

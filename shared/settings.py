@@ -10,8 +10,9 @@ can build a ``Settings`` directly and pass it around.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import Any, Mapping
+from typing import Any
 
 # Azurite's published development account. Not a secret: it is the same on every machine.
 AZURITE_ACCOUNT = "devstoreaccount1"
@@ -23,8 +24,8 @@ AZURITE_KEY = (
 @dataclass(frozen=True)
 class Settings:
     # --- storage ---------------------------------------------------------------------------
-    # Local/dev: a connection string (Azurite). Azure: leave empty and set STORAGE_ACCOUNT_URL;
-    # the app then authenticates with its managed identity (DefaultAzureCredential).
+    # Local/dev: a connection string (Azurite) in STORAGE. Azure: STORAGE__blobServiceUri (or
+    # STORAGE_ACCOUNT_URL); the app then uses its managed identity (DefaultAzureCredential).
     storage_connection_string: str = ""
     storage_account_url: str = ""
 
@@ -50,6 +51,7 @@ class Settings:
     scoring_max_side: int = 320  # the model works at most at this long side; 0 = full size
     gatys_steps: int = 40  # L-BFGS evaluations for the first frame of a chunk
     gatys_warm_steps: int = 6  # ... and for each following frame (warm start from the previous one)
+    train_steps: int = 400  # fast-model training steps when a style has no model yet
     output_codec: str = "libx264"
     output_crf: int = 18
     output_preset: str = "medium"
@@ -76,8 +78,10 @@ class Settings:
 
 # Environment variable name for every field (upper-case field name), plus aliases.
 _ALIASES = {
-    "storage_connection_string": ("STORAGE_CONNECTION_STRING", "AzureWebJobsStorage"),
-    "storage_account_url": ("STORAGE_ACCOUNT_URL", "STORAGE__blobServiceUri"),
+    # `STORAGE` is also the blob trigger's connection name: a connection string locally, or
+    # identity-based `STORAGE__blobServiceUri` (+ `STORAGE__credential`, `STORAGE__clientId`).
+    "storage_connection_string": ("STORAGE", "STORAGE_CONNECTION_STRING"),
+    "storage_account_url": ("STORAGE__blobServiceUri", "STORAGE_ACCOUNT_URL"),
 }
 
 

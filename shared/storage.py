@@ -15,10 +15,11 @@ import json
 import logging
 import os
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.storage.blob import (
@@ -61,7 +62,7 @@ class BlobStore:
     # -- construction -----------------------------------------------------------------------
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "BlobStore":
+    def from_settings(cls, settings: Settings) -> BlobStore:
         if settings.storage_connection_string:
             service = BlobServiceClient.from_connection_string(
                 settings.storage_connection_string, **_TRANSFER)

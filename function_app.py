@@ -1,0 +1,14 @@
+"""The Function app: one DFApp composing one blueprint per file from functions/.
+
+    func start            # with Core Tools, where they can be installed
+    stylebatch serve      # the same app, host-less, on this machine (see README)
+"""
+
+import azure.durable_functions as df
+import azure.functions as func
+
+from functions import activities, api, orchestrator, trigger
+
+app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
+for blueprint in (trigger.bp, orchestrator.bp, activities.bp, api.bp):
+    app.register_functions(blueprint)

@@ -1,0 +1,62 @@
+"""Activities of `video_pipeline`: thin wrappers over ``shared.pipeline``.
+
+Each takes ``{"request": <JobRequest JSON>, ...}`` and returns a small JSON value. The work
+(and its tests) lives in ``shared/pipeline.py``; this file only binds it to Durable.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import azure.durable_functions as df
+
+from shared import pipeline
+from shared.jobs import JobRequest
+from shared.settings import get_settings
+
+bp = df.Blueprint()
+
+
+def _ctx() -> pipeline.Context:
+    return pipeline.Context.from_settings(get_settings())
+
+
+def _req(payload: dict[str, Any]) -> JobRequest:
+    return JobRequest.from_json(payload["request"])
+
+
+@bp.activity_trigger(input_name="payload", activity="probe")
+def probe(payload: dict[str, Any]) -> dict[str, Any]:
+    return pipeline.probe_job(_ctx(), _req(payload))
+
+
+@bp.activity_trigger(input_name="payload", activity="split")
+def split(payload: dict[str, Any]) -> dict[str, Any]:
+    return pipeline.split_job(_ctx(), _req(payload))
+
+
+@bp.activity_trigger(input_name="payload", activity="model_exists")
+def model_exists(payload: dict[str, Any]) -> dict[str, Any]:
+    return {"exists": pipeline.model_exists(_ctx(), _req(payload).style)}
+
+
+@bp.activity_trigger(input_name="payload", activity="submit")
+def submit(payload: dict[str, Any]) -> dict[str, Any]:
+    return pipeline.submit_job(_ctx(), _req(payload), payload["attempts"], payload["style_blob"],
+                               int(payload.get("train_attempt", 0)))
+
+
+@bp.activity_trigger(input_name="payload", activity="progress")
+def progress(payload: dict[str, Any]) -> dict[str, Any]:
+    return pipeline.progress_job(_ctx(), _req(payload), payload["attempts"],
+                                 int(payload.get("train_attempt", 0)))
+
+
+@bp.activity_trigger(input_name="payload", activity="stitch")
+def stitch(payload: dict[str, Any]) -> dict[str, Any]:
+    return pipeline.stitch_job(_ctx(), _req(payload))
+
+
+@bp.activity_trigger(input_name="payload", activity="cleanup")
+def cleanup(payload: dict[str, Any]) -> dict[str, Any]:
+    return pipeline.cleanup_job(_ctx(), _req(payload), bool(payload.get("failed")))

@@ -1,0 +1,152 @@
+"""The HTTP API: job status, job list, cancel, and starting a job for an existing blob.
+
+    GET    /api/jobs/{id}   the job status JSON (404 unknown id, 400 malformed id)
+    GET    /api/jobs        recent jobs, newest first (?limit=, default 50)
+    POST   /api/jobs        {"blob": "clip.mp4", "style": "mosaic", "model": "gatys"} → 202
+    DELETE /api/jobs/{id}   cancel: terminates the orchestration and the Batch job → 202
+
+The status is the orchestration's custom status (set by the orchestrator at every step),
+completed from the runtime status when the orchestration ended without saying so itself
+(terminated → cancelled, crashed → failed).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import azure.durable_functions as df
+import azure.functions as func
+
+from functions.starter import build_request, start_job
+from shared import pipeline
+from shared.jobs import INCOMING, InvalidName, JobRequest, job_status, validate_blob_name, \
+    validate_job_id
+from shared.settings import get_settings
+from shared.storage import get_store
+
+bp = df.Blueprint(http_auth_level=func.AuthLevel.FUNCTION)
+log = logging.getLogger(__name__)
+
+_TERMINAL_RUNTIME = {"Completed", "Failed", "Terminated", "Canceled"}
+
+
+def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> func.HttpResponse:
+    return func.HttpResponse(json.dumps(body, indent=None), status_code=status,
+                             mimetype="application/json", headers=headers)
+
+
+def _error(status: int, message: str) -> func.HttpResponse:
+    return _json({"error": message}, status)
+
+
+def status_from_orchestration(status: df.DurableOrchestrationStatus) -> dict[str, Any] | None:
+    """The job status JSON for an orchestration status (None when it is not a job)."""
+    runtime = status.runtime_status.value if status.runtime_status else None
+    custom = status.custom_status if isinstance(status.custom_status, dict) else None
+    if runtime is None:
+        return None
+    if custom is None:
+        data = status.input_ if isinstance(status.input_, dict) else None
+        if isinstance(status.input_, str):
+            try:
+                data = json.loads(status.input_)
+            except ValueError:
+                data = None
+        if not data or "request" not in data:
+            return None
+        req = JobRequest.from_json(data["request"])
+        updated = (status.last_updated_time or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        custom = job_status(req, "queued", updated=updated)
+    custom = dict(custom)
+    if runtime in ("Terminated", "Canceled") and custom["state"] not in ("completed", "failed"):
+        custom["state"] = "cancelled"
+        custom["eta_seconds"] = None
+    elif runtime == "Failed" and custom["state"] != "failed":
+        custom["state"] = "failed"
+        custom["error"] = custom.get("error") or f"internal error: {status.output}"
+        custom["eta_seconds"] = None
+    return custom
+
+
+@bp.route(route="jobs/{id}", methods=["GET"])
+@bp.durable_client_input(client_name="client")
+async def get_job(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    job_id = req.route_params.get("id", "")
+    try:
+        validate_job_id(job_id)
+    except InvalidName as exc:
+        return _error(400, str(exc))
+    status = await client.get_status(job_id, show_input=True)
+    body = status_from_orchestration(status) if status else None
+    if body is None:
+        return _error(404, f"no job with id {job_id}")
+    return _json(body)
+
+
+@bp.route(route="jobs", methods=["GET"])
+@bp.durable_client_input(client_name="client")
+async def list_jobs(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    try:
+        limit = max(1, min(500, int(req.params.get("limit", "50"))))
+    except ValueError:
+        return _error(400, "limit must be a number")
+    since = datetime.now(UTC) - timedelta(days=30)
+    statuses = await client.get_status_by(created_time_from=since)
+    jobs = [s for s in (status_from_orchestration(st) for st in statuses) if s]
+    jobs.sort(key=lambda j: j.get("created", ""), reverse=True)
+    return _json({"jobs": jobs[:limit]})
+
+
+@bp.route(route="jobs", methods=["POST"])
+@bp.durable_client_input(client_name="client")
+async def create_job(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    try:
+        body = req.get_json()
+    except ValueError:
+        return _error(400, "the body must be JSON: {\"blob\": \"clip.mp4\", \"style\": ..., "
+                           "\"model\": ...}")
+    if not isinstance(body, dict) or not isinstance(body.get("blob"), str):
+        return _error(400, "\"blob\" (a name in the incoming container) is required")
+    settings = get_settings()
+    name = body["blob"].removeprefix(INCOMING + "/")
+    try:
+        validate_blob_name(name)
+        style = body.get("style")
+        model = body.get("model")
+        for key, value in (("style", style), ("model", model)):
+            if value is not None and not isinstance(value, str):
+                raise InvalidName(f"{key} must be a string")
+        info = get_store(settings).info(INCOMING, name)
+        if info is None:
+            return _error(404, f"no blob {INCOMING}/{name}")
+        job = build_request(name, info.etag, info.metadata, settings, style, model)
+        if job.options.get("reject"):
+            raise InvalidName(job.options["reject"])
+    except InvalidName as exc:
+        return _error(400, str(exc))
+    job_id, started = await start_job(client, job, settings, restart_failed=True)
+    location = f"/api/jobs/{job_id}"
+    return _json({"id": job_id, "started": started, "status": location}, 202,
+                 headers={"Location": location})
+
+
+@bp.route(route="jobs/{id}", methods=["DELETE"])
+@bp.durable_client_input(client_name="client")
+async def cancel_job(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    job_id = req.route_params.get("id", "")
+    try:
+        validate_job_id(job_id)
+    except InvalidName as exc:
+        return _error(400, str(exc))
+    status = await client.get_status(job_id)
+    runtime = status.runtime_status.value if status and status.runtime_status else None
+    if runtime is None:
+        return _error(404, f"no job with id {job_id}")
+    if runtime in _TERMINAL_RUNTIME:
+        return _error(409, f"job {job_id} has already ended ({runtime.lower()})")
+    await client.terminate(job_id, "cancelled by the user")
+    pipeline.cancel_job(pipeline.Context.from_settings(get_settings()), job_id)
+    return _json({"id": job_id, "state": "cancelled"}, 202)

@@ -1,0 +1,266 @@
+"""The `video_pipeline` orchestrator: probe → split → (train) → score on Batch → stitch → cleanup.
+
+A pure generator: no I/O, no clocks but ``context.current_utc_datetime``, no randomness, no
+settings read at replay time (everything it needs is in its input). Progress is published as
+the job status JSON (the custom status) after every step and every monitor round.
+
+Long jobs poll many times; every ``rounds_per_generation`` monitor rounds it continues as new
+with its state, so the history (and every replay) stays short.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any, Generator
+
+import azure.durable_functions as df
+
+from shared.jobs import JobRequest, job_status
+
+bp = df.Blueprint()
+
+ORCHESTRATOR = "video_pipeline"
+# Transient activity failures (storage hiccups, a host recycled) are retried here, not with
+# call_activity_with_retry (SDK issue #603 inside task_all), with a growing pause.
+ACTIVITY_ATTEMPTS = 4
+
+
+class JobFailed(Exception):
+    """The job cannot complete; the message is shown to the user as the job's error."""
+
+
+def orchestration_options(settings: Any) -> dict[str, Any]:
+    """Settings the orchestrator needs, frozen into its input when the job starts."""
+    return {"poll_interval_s": settings.poll_interval_s,
+            "max_chunk_attempts": settings.max_chunk_attempts,
+            "rounds_per_generation": settings.monitor_rounds_per_generation,
+            "train_steps": settings.train_steps}
+
+
+def _now(context: df.DurableOrchestrationContext) -> datetime:
+    return context.current_utc_datetime
+
+
+def _iso(t: datetime) -> str:
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Job:
+    """The orchestration's working state; ``state`` is what survives continue_as_new."""
+
+    def __init__(self, context: df.DurableOrchestrationContext, data: dict[str, Any]):
+        self.context = context
+        self.req = JobRequest.from_json(data["request"])
+        self.state: dict[str, Any] = data.get("state") or {"stage": "probe"}
+        opts = {**data.get("options", {})}
+        self.options = opts
+        self.poll = timedelta(seconds=float(opts.get("poll_interval_s", 10)))
+        self.max_attempts = int(opts.get("max_chunk_attempts", 3))
+        self.rounds_per_generation = int(opts.get("rounds_per_generation", 50))
+
+    # -- status ------------------------------------------------------------------------------
+
+    def publish(self, state: str, *, error: str | None = None, eta: float | None = None,
+                stage_percent: float | None = None) -> dict[str, Any]:
+        st = self.state
+        chunks = st.get("chunks") or []
+        codes = st.get("codes", "")
+        status = job_status(
+            self.req, state, updated=_iso(_now(self.context)),
+            frames_total=int(st.get("probe", {}).get("frames", 0)),
+            frames_done=int(st.get("frames_done", 0)),
+            chunks={"total": len(chunks), "done": codes.count("S"),
+                    "running": codes.count("R"), "failed": len(st.get("failed_chunks", []))},
+            eta_seconds=eta, error=error, stage_percent=stage_percent,
+            extra=self._extra())
+        self.context.set_custom_status(status)
+        return status
+
+    def _extra(self) -> dict[str, Any]:
+        st = self.state
+        extra: dict[str, Any] = {}
+        if "probe" in st:
+            pr = st["probe"]
+            extra["video"] = {"width": pr["width"], "height": pr["height"], "fps": pr["fps"],
+                              "duration_s": round(pr["duration_s"], 3),
+                              "audio_streams": pr["audio_streams"], "rotation": pr["rotation"]}
+        if "split_mode" in st:
+            extra["split"] = st["split_mode"]
+        if st.get("retries"):
+            extra["retries"] = st["retries"]
+        if "train" in st:
+            extra["training"] = st["train"]
+        if st.get("warnings"):
+            extra["warnings"] = st["warnings"]
+        return extra
+
+    # -- activities ------------------------------------------------------------------------
+
+    def call(self, name: str, **payload: Any) -> Generator[Any, Any, Any]:
+        """Call an activity with bounded retries for transient failures."""
+        payload = {"request": self.req.to_json(), **payload}
+        for attempt in range(1, ACTIVITY_ATTEMPTS + 1):
+            try:
+                return (yield self.context.call_activity(name, payload))
+            except Exception as exc:
+                if attempt == ACTIVITY_ATTEMPTS:
+                    raise JobFailed(f"{name} failed {attempt} times: {_first_line(exc)}") from exc
+                yield self.context.create_timer(_now(self.context) + timedelta(seconds=5 * attempt))
+        raise AssertionError("unreachable")
+
+    def expect_ok(self, result: dict[str, Any]) -> dict[str, Any]:
+        if not result.get("ok", True):
+            raise JobFailed(result.get("error") or "unknown error")
+        return result
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+@bp.orchestration_trigger(context_name="context", orchestration=ORCHESTRATOR)
+def video_pipeline(context: df.DurableOrchestrationContext):
+    job = Job(context, context.get_input())
+    st = job.state
+    try:
+        if job.req.options.get("reject"):
+            raise JobFailed(job.req.options["reject"])
+        if st["stage"] == "probe":
+            job.publish("probing")
+            result = job.expect_ok((yield from job.call("probe")))
+            st.update(probe=result["probe"], style_blob=result["style_blob"],
+                      warnings=result["probe"].get("warnings", []), stage="split")
+        if st["stage"] == "split":
+            job.publish("splitting")
+            result = job.expect_ok((yield from job.call("split")))
+            st.update(chunks=result["chunks"], split_mode=result["mode"],
+                      attempts={str(i): 1 for i in range(len(result["chunks"]))},
+                      frames_done=0, codes="P" * len(result["chunks"]), stage="submit")
+            if job.req.model == "fast":
+                exists = yield from job.call("model_exists")
+                st["train_attempt"] = 0 if exists["exists"] else 1
+                if not exists["exists"]:
+                    st["train"] = {"state": "pending", "progress": 0}
+        if st["stage"] == "submit":
+            if st.get("train_attempt"):
+                job.publish("training")
+                yield from job.call("submit", attempts={}, style_blob=st["style_blob"],
+                                    train_attempt=st["train_attempt"])
+                st["stage"] = "train"
+            else:
+                job.publish("scoring")
+                yield from job.call("submit", attempts=st["attempts"], style_blob=st["style_blob"])
+                st.update(stage="monitor", scoring_started=_iso(_now(context)))
+        if st["stage"] == "train":
+            done = yield from _monitor_training(job)
+            if not done:
+                return None  # continued as new
+            yield from job.call("submit", attempts=st["attempts"], style_blob=st["style_blob"])
+            st.update(stage="monitor", scoring_started=_iso(_now(context)))
+        if st["stage"] == "monitor":
+            done = yield from _monitor_chunks(job)
+            if not done:
+                return None  # continued as new
+            st["stage"] = "stitch"
+        if st["stage"] == "stitch":
+            job.publish("stitching")
+            result = job.expect_ok((yield from job.call("stitch")))
+            st["result"] = result
+            if result.get("streams_dropped"):
+                st.setdefault("warnings", []).append(
+                    "streams the output container cannot hold were dropped: "
+                    + ", ".join(result["streams_dropped"]))
+            yield from job.call("cleanup", failed=False)
+            return job.publish("completed")
+    except JobFailed as exc:
+        status = job.publish("failed", error=str(exc))
+        try:
+            yield from job.call("cleanup", failed=True)
+        except JobFailed:
+            pass  # the job has failed already; keep its first error
+        return status
+    raise AssertionError(f"unknown stage {st['stage']!r}")
+
+
+def _continue(job: Job) -> None:
+    job.context.continue_as_new({"request": job.req.to_json(), "state": job.state,
+                                 "options": job.options})
+
+
+def _eta(job: Job) -> float | None:
+    st = job.state
+    total = int(st["probe"]["frames"])
+    done = int(st.get("frames_done", 0))
+    started = datetime.fromisoformat(st["scoring_started"].replace("Z", "+00:00"))
+    elapsed = (_now(job.context) - started).total_seconds()
+    if done <= 0 or elapsed <= 0:
+        return None
+    return (total - done) / (done / elapsed)
+
+
+def _monitor_chunks(job: Job) -> Generator[Any, Any, bool]:
+    """Poll the chunk tasks until all succeed; resubmit failures a bounded number of times."""
+    st = job.state
+    rounds = 0
+    while True:
+        p = yield from job.call("progress", attempts=st["attempts"])
+        st["codes"], st["frames_done"] = p["states"], p["frames_done"]
+        resubmit: dict[str, int] = {}
+        for failure in p["failures"]:
+            chunk = str(failure["chunk"])
+            reason = failure["error"] or f"exit code {failure['exit_code']}"
+            if failure["bad_input"]:
+                raise JobFailed(f"chunk {chunk} cannot be processed: {reason}")
+            if st["attempts"][chunk] >= job.max_attempts:
+                raise JobFailed(f"chunk {chunk} failed {st['attempts'][chunk]} times; last "
+                                f"error: {reason}")
+            resubmit[chunk] = st["attempts"][chunk] + 1
+            st.setdefault("retries", []).append({"chunk": int(chunk), "error": reason})
+            st["retries"] = st["retries"][-10:]  # keep the status small
+        if resubmit:
+            st["attempts"].update(resubmit)
+            yield from job.call("submit", attempts=resubmit, style_blob=st["style_blob"])
+            st["codes"] = "".join("P" if str(i) in resubmit else c
+                                  for i, c in enumerate(st["codes"]))
+        elif st["codes"] and set(st["codes"]) == {"S"}:
+            st["frames_done"] = int(st["probe"]["frames"])
+            return True
+        job.publish("scoring", eta=_eta(job))
+        rounds += 1
+        if rounds >= job.rounds_per_generation:
+            _continue(job)
+            return False
+        yield job.context.create_timer(_now(job.context) + job.poll)
+
+
+def _monitor_training(job: Job) -> Generator[Any, Any, bool]:
+    """Poll the training task; retry it a bounded number of times."""
+    st = job.state
+    rounds = 0
+    while True:
+        p = yield from job.call("progress", attempts={}, train_attempt=st["train_attempt"])
+        t = p.get("train") or {"state": "pending", "progress": 0}
+        st["train"] = {"state": t["state"], "progress": t.get("progress", 0),
+                       "attempt": st["train_attempt"]}
+        if t["state"] == "succeeded":
+            st["train_attempt"] = 0
+            return True
+        if t["state"] == "failed":
+            reason = t.get("error") or f"exit code {t.get('exit_code')}"
+            if t.get("bad_input") or st["train_attempt"] >= job.max_attempts:
+                raise JobFailed(f"training the fast model failed: {reason}")
+            st["train_attempt"] += 1
+            yield from job.call("submit", attempts={}, style_blob=st["style_blob"],
+                                train_attempt=st["train_attempt"])
+        job.publish("training", stage_percent=_train_percent(job))
+        rounds += 1
+        if rounds >= job.rounds_per_generation:
+            _continue(job)
+            return False
+        yield job.context.create_timer(_now(job.context) + job.poll)
+
+
+def _train_percent(job: Job) -> float:
+    steps = int(job.options.get("train_steps", 0)) or 1
+    return min(100.0, 100.0 * job.state["train"]["progress"] / steps)

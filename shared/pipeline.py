@@ -1,0 +1,376 @@
+"""The pipeline's steps as plain functions: what each Durable activity does.
+
+The activities in ``functions/activities.py`` are thin wrappers over these; tests call them
+directly. Every function takes and returns small JSON-able values (blob names, counts,
+summaries) — never frames or file bytes — because they travel through orchestration history.
+
+Bad input is not an exception here: a step returns ``{"ok": False, "error": "<reason>"}`` so
+the orchestrator fails the job at once with that reason instead of retrying. Exceptions mean
+"transient, worth retrying" (storage hiccups, a node lost, ...).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from shared.batch import (
+    BatchBackend,
+    BlobRef,
+    OutputFile,
+    ResourceFile,
+    TaskSpec,
+    chunk_task_id,
+    get_backend,
+    train_task_id,
+)
+from shared.jobs import (
+    INCOMING,
+    MODELS,
+    OUTGOING,
+    STYLE_EXTENSIONS,
+    STYLES,
+    WORK,
+    JobRequest,
+    chunk_blob,
+    model_blob,
+    split_ext,
+    stylized_blob,
+    work_prefix,
+)
+from shared.settings import Settings
+from shared.storage import BlobStore, get_store
+from shared.video import (
+    Chunk,
+    Limits,
+    Probe,
+    VideoError,
+    make_preview,
+    output_format,
+    plan_chunks,
+    probe,
+    split,
+    stitch,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Context:
+    """What every step needs: settings, storage and the Batch backend."""
+
+    settings: Settings
+    store: BlobStore
+
+    @property
+    def backend(self) -> BatchBackend:
+        return get_backend(self.settings, self.store)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "Context":
+        return cls(settings=settings, store=get_store(settings))
+
+
+def _probe_blob(job_id: str) -> str:
+    return f"{work_prefix(job_id)}probe.json"
+
+
+def _chunks_blob(job_id: str) -> str:
+    return f"{work_prefix(job_id)}chunks.json"
+
+
+def _log_blob(job_id: str, task_id: str, stream: str) -> str:
+    return f"{work_prefix(job_id)}logs/{task_id}.{stream}.txt"
+
+
+def _ttl(ctx: Context) -> timedelta:
+    return timedelta(minutes=ctx.settings.sas_ttl_minutes)
+
+
+def _bad(reason: str) -> dict[str, Any]:
+    return {"ok": False, "error": reason}
+
+
+def find_style(store: BlobStore, style: str) -> str | None:
+    """Blob name of the style image ``style`` in ``styles``, or None."""
+    for ext in STYLE_EXTENSIONS:
+        if store.exists(STYLES, f"{style}.{ext}"):
+            return f"{style}.{ext}"
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# probe
+
+
+def probe_job(ctx: Context, req: JobRequest) -> dict[str, Any]:
+    """Check the input and the style; store the full probe (per-frame timestamps) in work/."""
+    s = ctx.settings
+    info = ctx.store.info(INCOMING, req.blob)
+    if info is None:
+        return _bad(f"the input {INCOMING}/{req.blob} no longer exists")
+    if info.etag != req.etag.strip('"'):
+        return _bad(f"the input {INCOMING}/{req.blob} was replaced while the job was queued; "
+                    "the new upload has a job of its own")
+    if info.size == 0:
+        return _bad("the file is empty (0 bytes)")
+    if info.size > s.max_input_bytes:
+        return _bad(f"the file is {info.size / 1e9:.1f} GB, larger than "
+                    f"MAX_INPUT_BYTES={s.max_input_bytes}")
+    style_blob = find_style(ctx.store, req.style)
+    if style_blob is None:
+        return _bad(f"style '{req.style}' not found: upload {STYLES}/{req.style}.jpg (or .png)")
+    url = ctx.store.blob_sas_url(INCOMING, req.blob, ttl=_ttl(ctx))
+    limits = Limits(max_duration_s=s.max_duration_s, max_width=s.max_width,
+                    max_height=s.max_height, max_frames=s.max_frames)
+    try:
+        p = probe(url, limits=limits, size_bytes=info.size)
+    except VideoError as exc:
+        if not exc.bad_input:
+            raise
+        return _bad(str(exc))
+    ctx.store.write_json(WORK, _probe_blob(req.job_id), p.to_json())
+    return {"ok": True, "probe": p.summary(), "style_blob": style_blob}
+
+
+def load_probe(ctx: Context, job_id: str) -> Probe:
+    return Probe.from_json(ctx.store.read_json(WORK, _probe_blob(job_id)))
+
+
+# --------------------------------------------------------------------------------------------
+# split
+
+
+def frames_per_chunk(ctx: Context, p: Probe, req: JobRequest) -> int:
+    """Frames per chunk: the job's option, else the setting; never more chunks than allowed."""
+    target = int(req.options.get("frames_per_chunk") or ctx.settings.frames_per_chunk)
+    minimum = -(-p.frames // ctx.settings.max_chunks)  # ceil: respect MAX_CHUNKS
+    return max(1, target, minimum)
+
+
+def split_job(ctx: Context, req: JobRequest) -> dict[str, Any]:
+    """Cut the input into chunks in work/<job>/chunks/, uploading each as soon as it is cut."""
+    p = load_probe(ctx, req.job_id)
+    mode, chunks = plan_chunks(p, frames_per_chunk(ctx, p, req))
+    url = ctx.store.blob_sas_url(INCOMING, req.blob, ttl=_ttl(ctx))
+    started = time.monotonic()
+
+    def upload(index: int, path: Path) -> None:
+        ctx.store.upload_file(WORK, chunk_blob(req.job_id, index), path)
+        path.unlink()  # keep the local disk small: one or two chunks at a time
+
+    with tempfile.TemporaryDirectory(prefix="split-") as tmp:
+        try:
+            split(url, p, chunks, mode, tmp, on_chunk=upload)
+        except VideoError as exc:
+            if not exc.bad_input:
+                raise
+            return _bad(str(exc))
+    ctx.store.write_json(WORK, _chunks_blob(req.job_id),
+                         {"mode": mode, "chunks": [c.to_json() for c in chunks]})
+    return {"ok": True, "mode": mode, "chunks": [[c.start, c.frames] for c in chunks],
+            "seconds": round(time.monotonic() - started, 2)}
+
+
+def load_chunks(ctx: Context, job_id: str) -> list[Chunk]:
+    return [Chunk(**c) for c in ctx.store.read_json(WORK, _chunks_blob(job_id))["chunks"]]
+
+
+# --------------------------------------------------------------------------------------------
+# tasks
+
+
+def chunk_codec(req: JobRequest, settings: Settings) -> str:
+    """The stylized video codec: the configured one, unless the container cannot hold it."""
+    _, ext = split_ext(req.output)
+    if ext == "webm" and settings.output_codec not in ("libvpx-vp9", "libaom-av1", "libsvtav1"):
+        return "libvpx-vp9"  # WebM holds only VP8/VP9/AV1
+    return settings.output_codec
+
+
+def chunk_task(req: JobRequest, settings: Settings, chunk: Chunk, attempt: int,
+               style_blob: str) -> TaskSpec:
+    """The Batch task that stylizes one chunk (the chunk task contract, ARCHITECTURE.md §3)."""
+    task_id = chunk_task_id(chunk.index, attempt)
+    style_file = "style" + os.path.splitext(style_blob)[1]
+    command = ["python", "-m", "scoring", "stylize", "--input", "chunk.mkv",
+               "--output", "out.mkv", "--style", style_file, "--model", req.model,
+               "--max-side", str(req.options.get("max_side", settings.scoring_max_side)),
+               "--codec", chunk_codec(req, settings), "--crf", str(settings.output_crf),
+               "--preset", settings.output_preset, "--pix-fmt", settings.output_pix_fmt]
+    resources = [ResourceFile(BlobRef(WORK, chunk_blob(req.job_id, chunk.index)), "chunk.mkv"),
+                 ResourceFile(BlobRef(STYLES, style_blob), style_file)]
+    if req.model == "gatys":
+        command += ["--steps", str(req.options.get("steps", settings.gatys_steps)),
+                    "--warm-steps", str(req.options.get("warm_steps", settings.gatys_warm_steps))]
+    else:
+        command += ["--model-file", "model.pt"]
+        resources.append(ResourceFile(BlobRef(MODELS, model_blob(req.style)), "model.pt"))
+    return TaskSpec(
+        id=task_id, command=command, resource_files=resources,
+        output_files=[
+            OutputFile("out.mkv", BlobRef(WORK, stylized_blob(req.job_id, chunk.index))),
+            OutputFile("stdout.txt", BlobRef(WORK, _log_blob(req.job_id, task_id, "stdout")),
+                       "always"),
+            OutputFile("stderr.txt", BlobRef(WORK, _log_blob(req.job_id, task_id, "stderr")),
+                       "always"),
+        ],
+        kind="chunk", chunk=chunk.index, frames=chunk.frames,
+        max_wall_s=settings.task_max_wall_s, max_retries=settings.task_max_retries)
+
+
+def train_task(req: JobRequest, settings: Settings, chunks: list[Chunk], attempt: int,
+               style_blob: str) -> TaskSpec:
+    """The Batch task that trains a fast model for the style on frames of this very video."""
+    task_id = train_task_id(attempt)
+    style_file = "style" + os.path.splitext(style_blob)[1]
+    # A few chunks spread over the video are the training content.
+    picks = sorted({chunks[int(i * (len(chunks) - 1) / 3)].index for i in range(4)}) \
+        if len(chunks) > 1 else [chunks[0].index]
+    resources = [ResourceFile(BlobRef(STYLES, style_blob), style_file)]
+    resources += [ResourceFile(BlobRef(WORK, chunk_blob(req.job_id, i)), f"content/{i:05d}.mkv")
+                  for i in picks]
+    command = ["python", "-m", "scoring", "train", "--style", style_file, "--content", "content",
+               "--output", "model.pt",
+               "--steps", str(req.options.get("train_steps", settings.train_steps))]
+    return TaskSpec(
+        id=task_id, command=command, resource_files=resources,
+        output_files=[
+            OutputFile("model.pt", BlobRef(MODELS, model_blob(req.style))),
+            OutputFile("stdout.txt", BlobRef(WORK, _log_blob(req.job_id, task_id, "stdout")),
+                       "always"),
+            OutputFile("stderr.txt", BlobRef(WORK, _log_blob(req.job_id, task_id, "stderr")),
+                       "always"),
+        ],
+        kind="train", max_wall_s=settings.task_max_wall_s, max_retries=settings.task_max_retries)
+
+
+def submit_job(ctx: Context, req: JobRequest, attempts: dict[str, int],
+               style_blob: str, train_attempt: int = 0) -> dict[str, Any]:
+    """Add tasks for the given chunk attempts ({"<chunk>": attempt}); idempotent per task id."""
+    chunks = {c.index: c for c in load_chunks(ctx, req.job_id)}
+    tasks = []
+    if train_attempt:
+        tasks.append(train_task(req, ctx.settings, list(chunks.values()), train_attempt,
+                                style_blob))
+    tasks += [chunk_task(req, ctx.settings, chunks[int(i)], a, style_blob)
+              for i, a in sorted(attempts.items(), key=lambda kv: int(kv[0]))]
+    ctx.backend.submit(req.job_id, tasks)
+    return {"submitted": [t.id for t in tasks]}
+
+
+def model_exists(ctx: Context, style: str) -> bool:
+    return ctx.store.exists(MODELS, model_blob(style))
+
+
+# --------------------------------------------------------------------------------------------
+# progress
+
+_STATE_CODE = {"pending": "P", "running": "R", "succeeded": "S", "failed": "F"}
+
+
+def progress_job(ctx: Context, req: JobRequest, attempts: dict[str, int],
+                 train_attempt: int = 0) -> dict[str, Any]:
+    """Where the current attempts stand, compactly (it goes into orchestration history).
+
+    ``states``: one letter per chunk (P pending, R running, S succeeded, F failed, - unknown);
+    ``failures``: details of failed chunks; ``frames_done``: frames of finished chunks plus
+    what running tasks have reported.
+    """
+    wanted = {chunk_task_id(int(i), a): int(i) for i, a in attempts.items()}
+    by_id = {t.id: t for t in ctx.backend.task_states(req.job_id)}
+    n = max((int(i) for i in attempts), default=-1) + 1
+    codes = ["-"] * n
+    failures = []
+    frames_done = 0
+    chunk_frames = {c.index: c.frames for c in load_chunks(ctx, req.job_id)} if attempts else {}
+    for task_id, index in wanted.items():
+        t = by_id.get(task_id)
+        if t is None:
+            continue
+        codes[index] = _STATE_CODE[t.state]
+        if t.state == "succeeded":
+            frames_done += chunk_frames.get(index, 0)
+        elif t.state == "running":
+            frames_done += min(t.frames_done, chunk_frames.get(index, 0))
+        elif t.state == "failed":
+            failures.append({"chunk": index, "task": task_id, "exit_code": t.exit_code,
+                             "bad_input": t.bad_input, "error": _short(t.error), "log": t.log})
+    result: dict[str, Any] = {"states": "".join(codes), "failures": failures,
+                              "frames_done": frames_done}
+    if train_attempt:
+        t = by_id.get(train_task_id(train_attempt))
+        result["train"] = None if t is None else {
+            "state": t.state, "exit_code": t.exit_code, "error": _short(t.error),
+            "bad_input": t.bad_input, "progress": t.frames_done}
+    return result
+
+
+def _short(text: str | None, limit: int = 300) -> str | None:
+    if text is None:
+        return None
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+# --------------------------------------------------------------------------------------------
+# stitch and cleanup
+
+
+def stitch_job(ctx: Context, req: JobRequest) -> dict[str, Any]:
+    """Join the stylized chunks with the original's audio into outgoing/, plus a preview."""
+    p = load_probe(ctx, req.job_id)
+    chunks = load_chunks(ctx, req.job_id)
+    ttl = _ttl(ctx)
+    sources = [ctx.store.blob_sas_url(WORK, stylized_blob(req.job_id, c.index), ttl=ttl)
+               for c in chunks]
+    original = ctx.store.blob_sas_url(INCOMING, req.blob, ttl=ttl)
+    _, ext = split_ext(req.output)
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="stitch-") as tmp:
+        out = Path(tmp) / f"out.{ext}"
+        try:
+            result = stitch(original, p, chunks, sources, out, output_format(ext))
+        except VideoError as exc:
+            if not exc.bad_input:
+                raise
+            return _bad(str(exc))
+        middle = chunks[len(chunks) // 2]
+        preview = Path(tmp) / "preview.jpg"
+        make_preview(ctx.store.blob_sas_url(WORK, chunk_blob(req.job_id, middle.index), ttl=ttl),
+                     sources[len(chunks) // 2], p, preview)
+        meta = {"job": req.job_id, "source": f"{INCOMING}/{req.blob}", "style": req.style,
+                "model": req.model}
+        # The preview first: the video's appearance in outgoing/ means the job is complete.
+        ctx.store.upload_file(OUTGOING, req.preview, preview, metadata=meta,
+                              content_type="image/jpeg")
+        ctx.store.upload_file(OUTGOING, req.output, out, metadata=meta,
+                              content_type=f"video/{'x-matroska' if ext == 'mkv' else ext}")
+    return {"ok": True, "output": f"{OUTGOING}/{req.output}", "preview": f"{OUTGOING}/{req.preview}",
+            "frames": result.frames, "size_bytes": result.size_bytes,
+            "streams_dropped": result.streams_dropped,
+            "seconds": round(time.monotonic() - started, 2)}
+
+
+def cleanup_job(ctx: Context, req: JobRequest, failed: bool) -> dict[str, Any]:
+    """Delete work/<job>/ and the Batch job; on failure keep work/ when so configured."""
+    try:
+        ctx.backend.delete(req.job_id)
+    except Exception as exc:  # cleanup must not fail a finished job
+        log.warning("could not delete Batch job %s: %s", req.job_id, exc)
+    if failed and ctx.settings.keep_work_on_failure:
+        return {"deleted": 0, "kept": f"{WORK}/{work_prefix(req.job_id)}"}
+    return {"deleted": ctx.store.delete_prefix(WORK, work_prefix(req.job_id))}
+
+
+def cancel_job(ctx: Context, job_id: str) -> None:
+    """Stop the Batch side of a cancelled job and drop its intermediates (the HTTP cancel
+    route terminates the orchestration, which therefore cannot clean up itself)."""
+    ctx.backend.cancel(job_id)
+    ctx.store.delete_prefix(WORK, work_prefix(job_id))

@@ -1,0 +1,498 @@
+"""A host-less Durable Functions host: runs the real orchestrator through the SDK's replay engine.
+
+Azure Functions Core Tools cannot be installed everywhere, so this plays the Durable
+extension's part for local runs and tests (ARCHITECTURE.md §5):
+
+- it keeps each instance's history and **replays the orchestrator from the start on every
+  episode** through ``Orchestrator.create``'s handle — exactly what the extension does;
+- activities run in-process (thread pool) with their input and output **round-tripped through
+  JSON**; failures become ``TaskFailed`` events;
+- timers fire on a clock: ``RealClock`` (wall time) or ``VirtualClock`` (jumps to the next
+  timer when nothing else can happen, after an optional ``on_idle`` hook — tests never sleep);
+- **non-determinism is detected**: every replay must schedule the same actions, in the same
+  order, with the same inputs, as the history says it did;
+- ``continue_as_new`` restarts the instance with a fresh history;
+- a loopback HTTP server answers the real ``DurableOrchestrationClient`` (start, status,
+  query, terminate), so client functions (blob trigger, HTTP API) run unchanged.
+
+    host = DurableHost(function_app.app, clock=VirtualClock())
+    host.start_background()
+    ... call functions through FunctionHost (stylebatch/local_host.py) ...
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import logging
+import threading
+import traceback
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Callable
+
+from aiohttp import web
+from dateutil.parser import isoparse
+
+log = logging.getLogger(__name__)
+
+# History event types (azure.durable_functions.models.history.HistoryEventType).
+EXECUTION_STARTED, TASK_SCHEDULED, TASK_COMPLETED, TASK_FAILED = 0, 4, 5, 6
+TIMER_CREATED, TIMER_FIRED, ORCHESTRATOR_STARTED, ORCHESTRATOR_COMPLETED = 10, 11, 12, 13
+# Action types (azure.durable_functions.models.actions.ActionType).
+CALL_ACTIVITY, CONTINUE_AS_NEW, CREATE_TIMER = 0, 4, 5
+
+RUNNING_STATES = ("Pending", "Running")
+
+
+class NonDeterminismError(Exception):
+    pass
+
+
+def _ts(t: datetime) -> str:
+    assert t.tzinfo is not None, "timestamps must be timezone-aware"
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class RealClock:
+    virtual = False
+
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+class VirtualClock:
+    """Time that stands still until the host jumps it to the next timer."""
+
+    virtual = True
+
+    def __init__(self, start: datetime | None = None):
+        self._now = start or datetime.now(UTC)
+        self._lock = threading.Lock()
+
+    def now(self) -> datetime:
+        with self._lock:
+            return self._now
+
+    def advance_to(self, t: datetime) -> None:
+        with self._lock:
+            self._now = max(self._now, t)
+
+
+@dataclass
+class Instance:
+    id: str
+    name: str
+    input: str | None  # JSON text
+    created: datetime
+    updated: datetime
+    status: str = "Pending"
+    history: list[dict[str, Any]] = field(default_factory=list)
+    new_events: list[dict[str, Any]] = field(default_factory=list)
+    scheduled: list[tuple] = field(default_factory=list)  # signatures of scheduled actions
+    timers: dict[int, datetime] = field(default_factory=dict)  # timer id -> fire at
+    in_flight: int = 0  # activities running
+    generation: int = 0  # bumps on continue_as_new; stale results are dropped
+    custom_status: Any = None
+    output: Any = None
+    episodes: int = 0
+    replayed_events: int = 0  # total events replayed (a measure of replay cost)
+
+
+class DurableHost:
+    """Orchestration engine + the extension's HTTP API for the Durable client."""
+
+    def __init__(self, app: Any, clock: RealClock | VirtualClock | None = None,
+                 on_idle: Callable[[float], None] | None = None, activity_workers: int = 4,
+                 task_hub: str = "stylebatch"):
+        self.clock = clock or RealClock()
+        self.on_idle = on_idle
+        self.task_hub = task_hub
+        self.orchestrators: dict[str, Callable[[str], str]] = {}
+        self.activities: dict[str, tuple[Callable[..., Any], str]] = {}
+        for fn in app.get_functions():
+            trigger = fn.get_trigger()
+            if trigger.type == "orchestrationTrigger":
+                self.orchestrators[getattr(trigger, "orchestration", None)
+                                   or fn.get_function_name()] = fn.get_user_function()
+            elif trigger.type == "activityTrigger":
+                name = getattr(trigger, "activity", None) or fn.get_function_name()
+                self.activities[name] = (fn.get_user_function(), trigger.name)
+        self.instances: dict[str, Instance] = {}
+        self._cond = threading.Condition()
+        self._pool = ThreadPoolExecutor(activity_workers, thread_name_prefix="activity")
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.loop = asyncio.new_event_loop()
+        self._loop_thread = threading.Thread(target=self.loop.run_forever, daemon=True,
+                                             name="durable-host-loop")
+        self._loop_thread.start()
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    # -- client side (what the extension's HTTP API does) ---------------------------------------
+
+    def start_instance(self, name: str, instance_id: str, input_json: str | None) -> str:
+        if name not in self.orchestrators:
+            raise KeyError(f"orchestrator {name!r} does not exist")
+        now = self.clock.now()
+        with self._cond:
+            old = self.instances.get(instance_id)
+            if old is not None and old.status in RUNNING_STATES:
+                raise RuntimeError(f"An Orchestration instance with the status {old.status} "
+                                   f"already exists: {instance_id}")
+            inst = Instance(id=instance_id, name=name, input=input_json, created=now, updated=now)
+            if old is not None:
+                inst.generation = old.generation + 1
+            inst.new_events.append({"EventType": EXECUTION_STARTED, "EventId": -1,
+                                    "IsPlayed": False, "Timestamp": _ts(now), "Name": name,
+                                    "Input": input_json, "Version": ""})
+            self.instances[instance_id] = inst
+            self._cond.notify_all()
+        return instance_id
+
+    def terminate(self, instance_id: str, reason: str) -> bool:
+        with self._cond:
+            inst = self.instances.get(instance_id)
+            if inst is None or inst.status not in RUNNING_STATES:
+                return False
+            inst.status = "Terminated"
+            inst.output = reason
+            inst.timers.clear()
+            inst.updated = self.clock.now()
+            self._cond.notify_all()
+            return True
+
+    def status_json(self, inst: Instance, show_input: bool = False,
+                    show_history: bool = False) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "name": inst.name, "instanceId": inst.id, "createdTime": _ts(inst.created),
+            "lastUpdatedTime": _ts(inst.updated), "runtimeStatus": inst.status,
+            "customStatus": inst.custom_status, "output": inst.output,
+            "input": json.loads(inst.input) if show_input and inst.input else None,
+        }
+        if show_history:
+            body["history"] = list(inst.history)
+        return body
+
+    # -- engine ------------------------------------------------------------------------------
+
+    def start_background(self) -> "DurableHost":
+        self._thread = threading.Thread(target=self._dispatch_forever, daemon=True,
+                                        name="durable-dispatcher")
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+        if self._thread:
+            self._thread.join(10)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._runner:
+            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+
+    def wait_for(self, instance_id: str, timeout: float | None = None) -> Instance:
+        """Block until the instance ends (Completed/Failed/Terminated)."""
+        deadline = None if timeout is None else datetime.now(UTC) + timedelta(seconds=timeout)
+        with self._cond:
+            while True:
+                inst = self.instances.get(instance_id)
+                if inst is not None and inst.status not in RUNNING_STATES:
+                    return inst
+                remaining = None if deadline is None else (deadline - datetime.now(UTC)).total_seconds()
+                if remaining is not None and remaining <= 0:
+                    raise TimeoutError(f"instance {instance_id} still {inst and inst.status}")
+                self._cond.wait(0.5 if remaining is None else min(0.5, remaining))
+
+    def _dispatch_forever(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._dispatch_once()
+            except Exception:  # never let the dispatcher die silently
+                log.exception("durable dispatcher error")
+
+    def _dispatch_once(self) -> None:
+        with self._cond:
+            ready = [i for i in self.instances.values()
+                     if i.new_events and i.status in RUNNING_STATES]
+            if not ready:
+                self._wait_for_work_locked()
+                return
+        for inst in ready:
+            self._episode(inst)
+
+    def _wait_for_work_locked(self) -> None:
+        """Nothing to replay: wait for activities, or fire the next timer."""
+        running = [i for i in self.instances.values() if i.status in RUNNING_STATES]
+        due = [(t, i, tid) for i in running for tid, t in i.timers.items()]
+        in_flight = sum(i.in_flight for i in running)
+        if not due or (self.clock.virtual and in_flight):
+            self._cond.wait(0.2)
+            return
+        fire_at, inst, timer_id = min(due, key=lambda d: d[0])
+        now = self.clock.now()
+        if self.clock.virtual:
+            if self.on_idle:
+                self._cond.release()
+                try:  # let the outside world (a local Batch pool) make progress first
+                    self.on_idle((fire_at - now).total_seconds())
+                finally:
+                    self._cond.acquire()
+            self.clock.advance_to(fire_at)
+        elif fire_at > now:
+            self._cond.wait(min(0.5, (fire_at - now).total_seconds()))
+            return
+        # The timer may have been cancelled by termination while we waited.
+        if inst.timers.pop(timer_id, None) is not None and inst.status in RUNNING_STATES:
+            inst.new_events.append({"EventType": TIMER_FIRED, "EventId": -1, "IsPlayed": False,
+                                    "Timestamp": _ts(self.clock.now()), "TimerId": timer_id,
+                                    "FireAt": _ts(fire_at)})
+
+    def _episode(self, inst: Instance) -> None:
+        with self._cond:
+            if inst.status not in RUNNING_STATES:
+                return
+            events, inst.new_events = inst.new_events, []
+            now = self.clock.now()
+            played = [{**e, "IsPlayed": True} for e in inst.history]
+            history = played + [{"EventType": ORCHESTRATOR_STARTED, "EventId": -1,
+                                 "IsPlayed": False, "Timestamp": _ts(now)}] + events
+            inst.status = "Running"
+            generation = inst.generation
+        context = {"history": history, "input": inst.input, "instanceId": inst.id,
+                   "isReplaying": bool(played), "parentInstanceId": None,
+                   "upperSchemaVersion": 1, "upperSchemaVersionNew": 2}
+        handle = self.orchestrators[inst.name]
+        error: str | None = None
+        try:
+            state = json.loads(handle(json.dumps(context)))
+        except Exception as exc:  # the SDK raises with the state embedded after $OutOfProcData$
+            message = str(exc)
+            head, _, data = message.partition("\n\n$OutOfProcData$:")
+            state = json.loads(data) if data else {"isDone": False, "actions": []}
+            error = head or type(exc).__name__
+        with self._cond:
+            if inst.generation != generation or inst.status not in RUNNING_STATES:
+                return  # terminated or restarted while replaying
+            inst.history = history
+            inst.episodes += 1
+            inst.replayed_events += len(history)
+            inst.updated = self.clock.now()
+            if "customStatus" in state:
+                inst.custom_status = state["customStatus"]
+            try:
+                continue_input = self._schedule(inst, _flatten(state.get("actions", [])))
+            except NonDeterminismError as exc:
+                inst.status, inst.output = "Failed", f"non-deterministic orchestrator: {exc}"
+                self._cond.notify_all()
+                return
+            inst.history.append({"EventType": ORCHESTRATOR_COMPLETED, "EventId": -1,
+                                 "IsPlayed": False, "Timestamp": _ts(inst.updated)})
+            if error is not None:
+                inst.status, inst.output = "Failed", error
+                inst.timers.clear()
+            elif continue_input is not None:
+                self._restart(inst, continue_input)
+            elif state.get("isDone"):
+                inst.status, inst.output = "Completed", state.get("output")
+                inst.timers.clear()
+            self._cond.notify_all()
+
+    def _schedule(self, inst: Instance, actions: list[dict[str, Any]]) -> str | None:
+        """Check replayed actions against history; schedule the new ones.
+
+        Returns the continue-as-new input when the orchestrator asked for it."""
+        tasks = [a for a in actions if a["actionType"] != CONTINUE_AS_NEW]
+        for position, (action, previous) in enumerate(zip(tasks, inst.scheduled)):
+            if _signature(action) != previous:
+                raise NonDeterminismError(
+                    f"action #{position} was {previous} in history but {_signature(action)} "
+                    "on replay")
+        now = self.clock.now()
+        for action in tasks[len(inst.scheduled):]:
+            task_id = len(inst.scheduled)
+            inst.scheduled.append(_signature(action))
+            kind = action["actionType"]
+            if kind == CALL_ACTIVITY:
+                inst.history.append({"EventType": TASK_SCHEDULED, "EventId": task_id,
+                                     "IsPlayed": False, "Timestamp": _ts(now),
+                                     "Name": action["functionName"], "Input": action.get("input")})
+                inst.in_flight += 1
+                self._pool.submit(self._run_activity, inst, inst.generation, task_id,
+                                  action["functionName"], action.get("input"))
+            elif kind == CREATE_TIMER:
+                fire_at = isoparse(action["fireAt"])
+                if fire_at.tzinfo is None:
+                    fire_at = fire_at.replace(tzinfo=UTC)
+                inst.history.append({"EventType": TIMER_CREATED, "EventId": task_id,
+                                     "IsPlayed": False, "Timestamp": _ts(now),
+                                     "FireAt": _ts(fire_at)})
+                inst.timers[task_id] = fire_at
+            else:
+                raise NonDeterminismError(f"action type {kind} is not supported by this host")
+        for action in actions:
+            if action["actionType"] == CONTINUE_AS_NEW:
+                return action.get("input")
+        return None
+
+    def _restart(self, inst: Instance, new_input: str | None) -> None:
+        inst.generation += 1
+        inst.input = new_input
+        inst.history, inst.scheduled, inst.timers = [], [], {}
+        inst.in_flight = 0
+        inst.status = "Running"
+        inst.new_events = [{"EventType": EXECUTION_STARTED, "EventId": -1, "IsPlayed": False,
+                            "Timestamp": _ts(self.clock.now()), "Name": inst.name,
+                            "Input": new_input, "Version": ""}]
+
+    def _run_activity(self, inst: Instance, generation: int, task_id: int, name: str,
+                      input_json: str | None) -> None:
+        event: dict[str, Any]
+        try:
+            fn, arg_name = self.activities[name]
+            payload = json.loads(input_json) if input_json else None
+            result = fn(**{arg_name: payload})
+            if inspect.isawaitable(result):
+                result = asyncio.run_coroutine_threadsafe(_await(result), self.loop).result()
+            event = {"EventType": TASK_COMPLETED, "TaskScheduledId": task_id,
+                     "Result": json.dumps(result)}
+        except KeyError:
+            event = {"EventType": TASK_FAILED, "TaskScheduledId": task_id,
+                     "Reason": f"activity {name!r} does not exist", "Details": ""}
+        except Exception as exc:
+            log.warning("activity %s failed: %s", name, exc)
+            event = {"EventType": TASK_FAILED, "TaskScheduledId": task_id,
+                     "Reason": f"{type(exc).__name__}: {exc}",
+                     "Details": traceback.format_exc(limit=8)}
+        with self._cond:
+            if inst.generation != generation:
+                return  # the instance restarted (continue-as-new / replaced); drop it
+            inst.in_flight -= 1
+            if inst.status in RUNNING_STATES:
+                inst.new_events.append({**event, "EventId": -1, "IsPlayed": False,
+                                        "Timestamp": _ts(self.clock.now())})
+            self._cond.notify_all()
+
+    # -- the extension's HTTP API for DurableOrchestrationClient ----------------------------------
+
+    def serve_client_api(self) -> "DurableHost":
+        app = web.Application()
+        app.router.add_post("/durabletask/orchestrators/{name}/{id}", self._h_start)
+        app.router.add_post("/durabletask/orchestrators/{name}", self._h_start)
+        app.router.add_get("/durabletask/instances/{id}", self._h_status)
+        app.router.add_get("/durabletask/instances/", self._h_query)
+        app.router.add_post("/durabletask/instances/{id}/terminate", self._h_terminate)
+
+        async def start() -> None:
+            self._runner = web.AppRunner(app, access_log=None)
+            await self._runner.setup()
+            site = web.TCPSite(self._runner, "127.0.0.1", 0)
+            await site.start()
+            self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+        asyncio.run_coroutine_threadsafe(start(), self.loop).result(10)
+        return self
+
+    def client_binding(self) -> str:
+        """The JSON a `durableClient` binding receives from the host."""
+        assert self.port, "call serve_client_api() first"
+        base = f"http://127.0.0.1:{self.port}/durabletask/"
+        return json.dumps({
+            "taskHubName": self.task_hub,
+            "creationUrls": {"createNewInstancePostUri": base + "orchestrators/{functionName}"},
+            "managementUrls": {"id": "INSTANCEID", "statusQueryGetUri": base + "instances/INSTANCEID"},
+            "baseUrl": base, "requiredQueryStringParameters": "", "rpcBaseUrl": base,
+            "httpBaseUrl": base, "maxGrpcMessageSizeInBytes": 0, "grpcHttpClientTimeout": "00:01:40",
+        })
+
+    async def _h_start(self, request: web.Request) -> web.Response:
+        import uuid
+
+        name = request.match_info["name"]
+        instance_id = request.match_info.get("id") or uuid.uuid4().hex
+        body = await request.text()
+        try:
+            self.start_instance(name, instance_id, body or None)
+        except KeyError as exc:
+            return web.json_response({"ExceptionMessage": str(exc)}, status=400)
+        except RuntimeError as exc:
+            return web.json_response(str(exc), status=409)
+        base = f"http://127.0.0.1:{self.port}/durabletask/instances/{instance_id}"
+        return web.json_response({"id": instance_id, "statusQueryGetUri": base}, status=202)
+
+    async def _h_status(self, request: web.Request) -> web.Response:
+        with self._cond:
+            inst = self.instances.get(request.match_info["id"])
+            if inst is None:
+                return web.json_response("instance not found", status=404)
+            body = self.status_json(inst, request.query.get("showInput") == "true",
+                                    request.query.get("showHistory") == "true")
+        code = {"Completed": 200, "Failed": 500, "Terminated": 200}.get(body["runtimeStatus"], 202)
+        return web.json_response(body, status=code)
+
+    async def _h_query(self, request: web.Request) -> web.Response:
+        q = request.query
+        since = isoparse(q["createdTimeFrom"]) if "createdTimeFrom" in q else None
+        until = isoparse(q["createdTimeTo"]) if "createdTimeTo" in q else None
+        wanted = set(q["runtimeStatus"].split(",")) if q.get("runtimeStatus") else None
+        prefix = q.get("instanceIdPrefix", "")
+        with self._cond:
+            rows = [self.status_json(i, q.get("showInput") == "true")
+                    for i in self.instances.values()
+                    if (since is None or i.created >= _aware(since))
+                    and (until is None or i.created <= _aware(until))
+                    and (wanted is None or i.status in wanted) and i.id.startswith(prefix)]
+        return web.json_response(rows)
+
+    async def _h_terminate(self, request: web.Request) -> web.Response:
+        instance_id = request.match_info["id"]
+        with self._cond:
+            exists = instance_id in self.instances
+        if not exists:
+            return web.json_response("instance not found", status=404)
+        ok = self.terminate(instance_id, request.query.get("reason", ""))
+        return web.json_response(None, status=202 if ok else 410)
+
+    def run_async(self, coro: Any, timeout: float | None = 60) -> Any:
+        """Run a coroutine on the host's loop (where the client's aiohttp session lives)."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+
+async def _await(awaitable: Any) -> Any:
+    return await awaitable
+
+
+def _aware(t: datetime) -> datetime:
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+def _flatten(actions: list[Any]) -> list[dict[str, Any]]:
+    """Actions in scheduling order (schema v1 lists of lists; v2+ compound actions)."""
+    out: list[dict[str, Any]] = []
+
+    def walk(item: Any) -> None:
+        if isinstance(item, list):
+            for sub in item:
+                walk(sub)
+        elif isinstance(item, dict):
+            if "compoundActions" in item:
+                walk(item["compoundActions"])
+            else:
+                out.append(item)
+
+    walk(actions)
+    return out
+
+
+def _signature(action: dict[str, Any]) -> tuple:
+    kind = action["actionType"]
+    if kind == CALL_ACTIVITY:
+        return ("activity", action["functionName"], action.get("input"))
+    if kind == CREATE_TIMER:
+        return ("timer", _ts(_aware(isoparse(action["fireAt"]))))
+    return ("other", kind, json.dumps(action, sort_keys=True))
