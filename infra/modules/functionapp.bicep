@@ -117,7 +117,6 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
     clientCertEnabled: false
     siteConfig: {
       minTlsVersion: '1.2'
-      http20Enabled: true
       appSettings: [for setting in items(allSettings): {
         name: setting.key
         value: string(setting.value)
