@@ -70,6 +70,15 @@ class Settings:
     batch_app_package: str = "stylebatch"  # application package holding scoring/ + shared/
     batch_app_version: str = ""
     sas_ttl_minutes: int = 180
+    # --- azure batch pool, chunk sizing and estimates (docs/azure-batch.md, shared/plan.py) -------
+    batch_vm_size: str = "Standard_NC4as_T4_v3"  # the pool's VM size: sizing and cost estimates
+    batch_max_nodes: int = 4  # the pool's autoscale cap: wall-time estimates
+    batch_spot: bool = False  # the pool runs Spot nodes: cost estimates
+    chunk_target_seconds: float = 0.0  # >0: auto-size chunks to this many task seconds (120)
+    seconds_per_frame: float = 0.0  # measured seconds per frame on the pool; 0 = speed table
+    batch_task_retention_minutes: int = 60  # a finished task's files stay on the node this long
+    batch_progress_peek_tasks: int = 16  # running tasks whose stdout is read for frame progress
+    batch_job_max_wall_hours: float = 24.0  # Batch ends a job left running this long (orphans)
 
     @property
     def uses_azurite_key(self) -> bool:

@@ -1,0 +1,504 @@
+"""The Azure Batch backend: chunk tasks run on a GPU pool of an Azure Batch account.
+
+Selected with ``BATCH_BACKEND=azure`` (``get_backend``); every setting is described in
+docs/azure-batch.md. Uses ``azure-batch`` 15.x (``BatchClient``, REST api-version 2025-06-01):
+
+- **auth**: the app's managed identity (``DefaultAzureCredential``) in Azure; a shared key when
+  ``BATCH_ACCOUNT_KEY`` is set (emulators, tests, accounts that still allow keys);
+- **one Batch job per video** (job id = stylebatch job id) on ``BATCH_POOL_ID``; tasks are added
+  in bulk (``create_tasks``: 100 per request, "already exists" counts as added), so a retried
+  ``submit`` is idempotent — task ids derive from the chunk index and the attempt;
+- **tasks**: the chunk/training command line, run through the node launcher that the pool's
+  start task installs (``infra/batch/run.sh``: node venv + the code's application package);
+  ``ResourceFile``\\ s by URL with the pool's node identity (``BATCH_NODE_IDENTITY``) or with
+  a read-only SAS scoped to each blob; ``OutputFile``\\ s to ``work/…`` on success and the
+  std streams always, with the node identity or a create/write-only container SAS;
+  a wall-clock limit, a retention time, and **no Batch-level retries**: Batch retries every
+  non-zero exit, so it would retry exit code 2 (bad input). The orchestrator owns retries:
+  it resubmits a failed chunk as a new attempt (new task id, fresh SAS, its own logs) up to
+  ``MAX_CHUNK_ATTEMPTS`` and fails the job at once on exit code 2;
+- **monitor**: task counts first (one cheap call), then only the unfinished tasks when the
+  counts allow it; failed tasks carry their exit code, a readable reason (the task's own JSON
+  error line from its stderr blob, else Batch's failure info) and the log's blob name;
+  running tasks report frames done from their ``stdout.txt`` on the node;
+- **cancel** terminates the Batch job, **delete** deletes it.
+
+    python -c "from shared.batch.azure import AzureBatchBackend; help(AzureBatchBackend)"
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+import threading
+import urllib.parse
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from azure.batch import BatchClient
+from azure.batch import models as m
+from azure.core.credentials import AzureNamedKeyCredential, TokenCredential
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+
+from shared.batch.base import OutputFile, ResourceFile, TaskSpec, TaskState
+from shared.settings import Settings
+from shared.storage import BlobStore
+
+log = logging.getLogger(__name__)
+
+# Where the pool's start task installs the task launcher (infra/batch/start_task.sh).
+NODE_LAUNCHER = "$AZ_BATCH_NODE_SHARED_DIR/stylebatch/run.sh"
+# Batch keeps a task's std streams in the task directory, one level above the working directory
+# that filePattern is relative to.
+_STD_STREAMS = {"stdout.txt": "../stdout.txt", "stderr.txt": "../stderr.txt"}
+_UPLOAD_CONDITION = {"success": "tasksuccess", "always": "taskcompletion"}
+# What list_tasks returns for each task: just what a TaskState needs.
+_SELECT = ["id", "state", "executionInfo", "outputFiles", "constraints"]
+# An argument that needs no quoting on a Batch command line or in bash.
+_SAFE_WORD = re.compile(r"^[A-Za-z0-9_./:=,+@%^-]+$")
+_STDERR_TAIL_BYTES = 16 * 1024
+
+
+class BatchSubmitError(RuntimeError):
+    """Tasks could not be added (the job was terminated, a task was refused, …)."""
+
+
+def app_package_env_var(app_id: str, version: str = "") -> str:
+    """The environment variable that holds an application package's folder on a Linux node.
+
+    Batch flattens ``.``, ``-`` and ``#`` to ``_``; without a version (the package's default
+    version) the name has no version suffix. The node launcher matches it case-insensitively.
+    """
+    def flat(text: str) -> str:
+        return re.sub(r"[.\-#]", "_", text)
+    name = f"AZ_BATCH_APP_PACKAGE_{flat(app_id)}"
+    return f"{name}_{flat(version)}" if version else name
+
+
+def shell_word(arg: str) -> str:
+    """``arg`` as one word for bash inside ``/bin/bash -c '…'`` (no single quotes allowed)."""
+    if _SAFE_WORD.match(arg):
+        return arg
+    if "'" in arg or "\n" in arg or "\x00" in arg:
+        raise ValueError(f"argument {arg!r} cannot be passed on a Batch command line")
+    return '"' + re.sub(r'([\\"$`])', r"\\\1", arg) + '"'
+
+
+def _plain_word(arg: str) -> str:
+    """``arg`` as one word of a command line that Batch runs without a shell."""
+    if _SAFE_WORD.match(arg):
+        return arg
+    if any(c in arg for c in "'\"\\$`\n\x00"):
+        raise ValueError(f"argument {arg!r} needs a shell; set BATCH_APP_PACKAGE to run tasks "
+                         "through the node launcher")
+    return f'"{arg}"'
+
+
+@dataclass
+class _JobView:
+    """What this process remembers of one job between polls (tasks that can no longer change)."""
+
+    done: dict[str, TaskState] = field(default_factory=dict)
+    unfinished: set[str] = field(default_factory=set)
+
+
+class AzureBatchBackend:
+    """The BatchBackend protocol on an Azure Batch account (see the module docstring)."""
+
+    _shared: dict[tuple, AzureBatchBackend] = {}
+    _shared_lock = threading.Lock()
+
+    def __init__(self, settings: Settings, store: BlobStore, *,
+                 client: BatchClient | None = None, credential: TokenCredential | None = None):
+        self.settings = settings
+        self.store = store
+        self.client = client or make_client(settings, credential)
+        self._jobs: dict[str, _JobView] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def shared(cls, settings: Settings, store: BlobStore) -> AzureBatchBackend:
+        """One backend (one HTTP connection pool, one token cache) per settings and store."""
+        key = (settings, id(store))
+        with cls._shared_lock:
+            if key not in cls._shared:
+                cls._shared[key] = cls(settings, store)
+            return cls._shared[key]
+
+    # -- submit ---------------------------------------------------------------------------------
+
+    def submit(self, job_id: str, tasks: list[TaskSpec]) -> None:
+        """Create the job if needed and add the tasks; ids that exist already are skipped."""
+        self._ensure_job(job_id)
+        if not tasks:
+            return
+        destinations: dict[str, str] = {}  # container -> URL (with SAS), one per call
+        options = [self.task_options(t, destinations) for t in tasks]
+        # Several requests in parallel for big jobs: the SDK sends 100 tasks per request.
+        requests = math.ceil(len(options) / 100)
+        try:
+            self.client.create_tasks(job_id, options,
+                                     max_concurrency=min(4, requests) if requests > 1 else None)
+        except m.CreateTasksError as exc:
+            details = [f"{r.task_id}: {r.error.code if r.error else '?'}"
+                       for r in exc.failure_tasks][:5]
+            details += [_error_text(e) for e in exc.errors][:3]
+            raise BatchSubmitError(f"could not add tasks to Batch job {job_id}: "
+                                   + "; ".join(details)) from exc
+        except HttpResponseError as exc:
+            raise BatchSubmitError(f"could not add tasks to Batch job {job_id}: "
+                                   f"{_error_text(exc)}") from exc
+        with self._lock:
+            self._jobs.setdefault(job_id, _JobView()).unfinished.update(t.id for t in tasks)
+
+    def _ensure_job(self, job_id: str) -> None:
+        s = self.settings
+        job = m.BatchJobCreateOptions(
+            id=job_id,
+            display_name=f"stylebatch {job_id}",
+            pool_info=m.BatchPoolInfo(pool_id=s.batch_pool_id),
+            # The orchestrator adds retry attempts after failures: the job must stay open when
+            # all current tasks are complete, and a failed task must not end it.
+            all_tasks_complete_mode="noaction",
+            task_failure_mode="noaction",
+            uses_task_dependencies=False,
+            # A job nobody cleans up (a crashed orchestration) would keep GPU nodes busy with
+            # its pending tasks; Batch ends it after this long.
+            constraints=m.BatchJobConstraints(
+                max_wall_clock_time=timedelta(hours=s.batch_job_max_wall_hours),
+                max_task_retry_count=0),
+            metadata=[m.BatchMetadataItem(name="app", value="stylebatch")],
+        )
+        try:
+            self.client.create_job(job)
+            return
+        except HttpResponseError as exc:
+            if _code(exc) != "JobExists":
+                if _code(exc) == "JobBeingDeleted":
+                    raise BatchSubmitError(f"Batch job {job_id} is being deleted; "
+                                           "resubmit once it is gone") from exc
+                raise
+        existing = self.client.get_job(job_id, select=["id", "state", "poolInfo"])
+        if existing.state in ("terminating", "completed", "deleting"):
+            raise BatchSubmitError(f"Batch job {job_id} is {existing.state} (cancelled or "
+                                   "timed out); no tasks can be added")
+        pool = existing.pool_info.pool_id if existing.pool_info else None
+        if pool != s.batch_pool_id:
+            log.warning("Batch job %s runs on pool %s, not %s (BATCH_POOL_ID changed?)",
+                        job_id, pool, s.batch_pool_id)
+
+    def task_options(self, spec: TaskSpec, destinations: dict[str, str] | None = None
+                     ) -> m.BatchTaskCreateOptions:
+        """The Batch task for a TaskSpec (public so tests and tools can inspect it)."""
+        s = self.settings
+        destinations = {} if destinations is None else destinations
+        env = {"PYTHONUNBUFFERED": "1", **spec.env}  # frame events reach stdout.txt at once
+        label = f"{spec.kind} {spec.chunk}" if spec.kind == "chunk" else spec.kind
+        apps = []
+        if s.batch_app_package and spec.command[:1] == ["python"]:
+            apps = [m.BatchApplicationPackageReference(
+                application_id=s.batch_app_package, version=s.batch_app_version or None)]
+        return m.BatchTaskCreateOptions(
+            id=spec.id,
+            display_name=f"{label} ({spec.frames} frames)" if spec.frames else label,
+            command_line=self.command_line(spec),
+            resource_files=[self._resource_file(rf) for rf in spec.resource_files],
+            output_files=[self._output_file(of, spec, destinations) for of in spec.output_files],
+            environment_settings=[m.EnvironmentSetting(name=k, value=v)
+                                  for k, v in sorted(env.items())],
+            constraints=m.BatchTaskConstraints(
+                max_wall_clock_time=timedelta(seconds=spec.max_wall_s),
+                retention_time=timedelta(minutes=s.batch_task_retention_minutes),
+                # Retries belong to the orchestrator (see the module docstring).
+                max_task_retry_count=0),
+            user_identity=m.UserIdentity(auto_user=m.AutoUserSpecification(
+                scope="pool", elevation_level="nonadmin")),
+            application_package_references=apps or None,
+            required_slots=1,
+        )
+
+    def command_line(self, spec: TaskSpec) -> str:
+        """The task's command line. ``python …`` runs through the node launcher, which puts the
+        application package on PYTHONPATH and uses the node's venv (infra/batch/run.sh)."""
+        argv = list(spec.command)
+        if not argv:
+            raise ValueError(f"task {spec.id} has no command")
+        s = self.settings
+        if argv[0] == "python" and s.batch_app_package:
+            app_var = app_package_env_var(s.batch_app_package, s.batch_app_version)
+            words = " ".join(shell_word(a) for a in argv)
+            return f"/bin/bash -c 'exec \"{NODE_LAUNCHER}\" --app {app_var} {words}'"
+        return " ".join(_plain_word(a) for a in argv)
+
+    def _resource_file(self, rf: ResourceFile) -> m.ResourceFile:
+        s = self.settings
+        if s.batch_node_identity:
+            return m.ResourceFile(
+                http_url=self.store.blob(rf.blob.container, rf.blob.name).url, file_path=rf.path,
+                identity_reference=m.BatchNodeIdentityReference(resource_id=s.batch_node_identity))
+        # Read-only, one blob, short-lived. A task that waits in the queue longer than the SAS
+        # lives fails its download (Batch does not retry that) and is resubmitted with a new SAS.
+        url = self.store.blob_sas_url(rf.blob.container, rf.blob.name,
+                                      ttl=timedelta(minutes=s.sas_ttl_minutes))
+        return m.ResourceFile(http_url=url, file_path=rf.path)
+
+    def _output_file(self, of: OutputFile, spec: TaskSpec, destinations: dict[str, str]
+                     ) -> m.OutputFile:
+        s = self.settings
+        if of.when not in _UPLOAD_CONDITION:
+            raise ValueError(f"output file {of.path}: when must be success or always")
+        identity = None
+        if s.batch_node_identity:
+            url = self.store.service.get_container_client(of.blob.container).url
+            identity = m.BatchNodeIdentityReference(resource_id=s.batch_node_identity)
+        else:
+            if of.blob.container not in destinations:
+                # Create/write only, no read/list/delete; it must outlive queueing + running.
+                ttl = timedelta(minutes=s.sas_ttl_minutes, seconds=spec.max_wall_s)
+                destinations[of.blob.container] = self.store.container_write_sas_url(
+                    of.blob.container, ttl=ttl)
+            url = destinations[of.blob.container]
+        return m.OutputFile(
+            file_pattern=_STD_STREAMS.get(of.path, of.path),
+            destination=m.OutputFileDestination(container=m.OutputFileBlobContainerDestination(
+                container_url=url, path=of.blob.name, identity_reference=identity)),
+            upload_options=m.OutputFileUploadConfiguration(
+                upload_condition=_UPLOAD_CONDITION[of.when]))
+
+    # -- monitor --------------------------------------------------------------------------------
+
+    def task_counts(self, job_id: str) -> dict[str, int] | None:
+        """Batch's task counts for the job (None when the job does not exist)."""
+        try:
+            c = self.client.get_job_task_counts(job_id).task_counts
+        except ResourceNotFoundError:
+            return None
+        return {"active": c.active, "running": c.running, "completed": c.completed,
+                "succeeded": c.succeeded, "failed": c.failed}
+
+    def task_states(self, job_id: str) -> list[TaskState]:
+        """Every task of the job with its state; an unknown job gives an empty list.
+
+        The task counts say whether anything finished since the last poll; if not, only the
+        unfinished tasks are listed (finished ones cannot change and are remembered).
+        """
+        counts = self.task_counts(job_id)
+        if counts is None:
+            with self._lock:
+                self._jobs.pop(job_id, None)
+            return []
+        total = counts["active"] + counts["running"] + counts["completed"]
+        with self._lock:
+            view = self._jobs.setdefault(job_id, _JobView())
+            done = dict(view.done)
+            known_unfinished = set(view.unfinished)
+        listed: list[m.BatchTask] | None = None
+        if done and counts["completed"] == len(done):
+            listed = list(self._list(job_id, "state ne 'completed'"))
+            ids = {t.id for t in listed}
+            # Stale counts, a task that finished meanwhile, or tasks added elsewhere: list all.
+            if (len(done) + len(listed) != total or not known_unfinished <= ids
+                    or any(t.state == "completed" for t in listed)):
+                listed = None
+        if listed is None:
+            listed = list(self._list(job_id, None))
+        states = {tid: st for tid, st in done.items()}
+        unfinished = set()
+        peek_budget = max(0, self.settings.batch_progress_peek_tasks)
+        for task in listed:
+            state = self._task_state(job_id, task, peek=peek_budget > 0)
+            if state.state == "running":
+                peek_budget -= 1
+            states[task.id] = state
+            if task.state == "completed":
+                done[task.id] = state
+            else:
+                unfinished.add(task.id)
+        with self._lock:
+            view = self._jobs.setdefault(job_id, _JobView())
+            view.done.update(done)
+            view.unfinished = unfinished
+        return list(states.values())
+
+    def _list(self, job_id: str, flt: str | None) -> Iterable[m.BatchTask]:
+        try:
+            yield from self.client.list_tasks(job_id, filter=flt, select=_SELECT,
+                                              max_results=1000)
+        except ResourceNotFoundError:
+            return
+
+    def _task_state(self, job_id: str, task: m.BatchTask, peek: bool) -> TaskState:
+        info = task.execution_info
+        retries = info.retry_count if info else 0
+        log_blob = _log_blob(task)
+        if task.state == "active":
+            return TaskState(task.id, "pending", retries=retries, log=log_blob)
+        if task.state in ("preparing", "running"):
+            frames = self._frames_done(job_id, task.id) if peek and task.state == "running" else 0
+            return TaskState(task.id, "running", frames_done=frames, retries=retries,
+                             log=log_blob)
+        exit_code = info.exit_code if info else None
+        if info is not None and info.result == "success" and exit_code == 0:
+            return TaskState(task.id, "succeeded", exit_code=0, retries=retries, log=log_blob)
+        return TaskState(task.id, "failed", exit_code=exit_code,
+                         error=self._reason(task, log_blob), retries=retries, log=log_blob)
+
+    def _reason(self, task: m.BatchTask, log_blob: str | None) -> str:
+        """Why a task failed, for a person: the task's own words first, then Batch's."""
+        info = task.execution_info
+        failure = info.failure_info if info else None
+        code = failure.code if failure else None
+        limit = task.constraints.max_wall_clock_time if task.constraints else None
+        if code == "TaskEnded" and limit and _ran_for(info) >= limit - timedelta(seconds=1):
+            return (f"timed out: the task ran longer than its limit of "
+                    f"{int(limit.total_seconds())} s (TASK_MAX_WALL_S)")
+        if info is not None and info.exit_code not in (None, 0):
+            said = self._stderr_reason(task)
+            if said:
+                return said
+            return f"exit code {info.exit_code}" + (f" ({failure.message})" if failure else "")
+        if failure is None:
+            return "the task failed without failure information"
+        text = f"{failure.code}: {failure.message}" if failure.message else str(failure.code)
+        details = ", ".join(f"{d.name}={d.value}" for d in failure.details or []
+                            if d.name and d.value)
+        if details:
+            text += f" ({details})"
+        if code in ("BlobAccessDenied", "BlobNotFound", "BlobDownloadMiscError"):
+            text = "could not download an input: " + text
+            if code == "BlobAccessDenied" and not self.settings.batch_node_identity:
+                text += "; the SAS may have expired while the task waited (SAS_TTL_MINUTES)"
+        return text
+
+    def _stderr_reason(self, task: m.BatchTask) -> str | None:
+        """The ``{"event":"error","reason":…}`` line the chunk task writes last on stderr, read
+        from its uploaded stderr blob; else its last non-empty line."""
+        dest = _std_destination(task, "../stderr.txt")
+        if dest is None:
+            return None
+        container, name = dest
+        try:
+            blob = self.store.blob(container, name)
+            size = blob.get_blob_properties().size
+            data = blob.download_blob(offset=max(0, size - _STDERR_TAIL_BYTES)).readall()
+        except Exception as exc:  # the log is a nicety: never fail the monitor over it
+            log.info("no stderr for task %s: %s", task.id, exc)
+            return None
+        lines = [ln.strip() for ln in data.decode(errors="replace").splitlines() if ln.strip()]
+        for line in reversed(lines):
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(event, dict) and event.get("event") == "error" and event.get("reason"):
+                return str(event["reason"])
+        return lines[-1][-500:] if lines else None
+
+    def _frames_done(self, job_id: str, task_id: str) -> int:
+        """Frame events so far in a running task's stdout.txt, read from the node."""
+        try:
+            data = b"".join(self.client.download_task_file(job_id, task_id, "stdout.txt"))
+        except Exception:  # not written yet, node busy, task just finished: no progress info
+            return 0
+        frames = 0
+        for line in data.splitlines():
+            if b'"frame"' not in line:
+                continue
+            try:
+                frames += json.loads(line).get("event") == "frame"
+            except ValueError:
+                continue
+        return frames
+
+    # -- cancel and cleanup ---------------------------------------------------------------------
+
+    def cancel(self, job_id: str) -> None:
+        """Terminate the Batch job: running tasks are killed, pending ones never start."""
+        try:
+            # azure-batch 15.1 does not export BatchJobTerminateOptions; its JSON body is this.
+            self.client.begin_terminate_job(job_id, {"terminateReason": "cancelled"})  # type: ignore[arg-type]
+        except ResourceNotFoundError:
+            return
+        except HttpResponseError as exc:
+            # Already terminating, completed or being deleted: nothing left to stop.
+            if exc.status_code != 409:
+                raise
+
+    def delete(self, job_id: str) -> None:
+        """Delete the Batch job and its tasks (the service finishes it in the background)."""
+        with self._lock:
+            self._jobs.pop(job_id, None)
+        try:
+            self.client.begin_delete_job(job_id)
+        except ResourceNotFoundError:
+            return
+        except HttpResponseError as exc:
+            if exc.status_code != 409:  # already being deleted
+                raise
+
+
+def make_client(settings: Settings, credential: TokenCredential | None = None) -> BatchClient:
+    """A BatchClient for ``BATCH_ACCOUNT_URL``: shared key when ``BATCH_ACCOUNT_KEY`` is set,
+    else ``credential`` or the app's managed identity (``DefaultAzureCredential``)."""
+    url = settings.batch_account_url.strip().rstrip("/")
+    if not url:
+        raise ValueError("BATCH_ACCOUNT_URL is not set (https://<account>.<region>.batch.azure.com"
+                         "); see docs/azure-batch.md")
+    if "://" not in url:
+        url = "https://" + url
+    parsed = urllib.parse.urlparse(url)
+    # Transient 5xx/429 and connection errors are retried by the SDK's pipeline.
+    kwargs: dict[str, Any] = {"connection_timeout": 15, "read_timeout": 60, "retry_total": 5}
+    if settings.batch_account_key:
+        name = settings.batch_account_name or (parsed.hostname or "").split(".")[0]
+        return BatchClient(url, AzureNamedKeyCredential(name, settings.batch_account_key),
+                           **kwargs)
+    if credential is None:
+        from azure.identity import DefaultAzureCredential
+
+        credential = DefaultAzureCredential()
+    if parsed.scheme != "https":
+        # A bearer token over plain http is only acceptable to a local emulator.
+        if parsed.hostname not in ("127.0.0.1", "localhost", "::1"):
+            raise ValueError(f"BATCH_ACCOUNT_URL {url} is not https: refusing to send a token")
+        kwargs["enforce_https"] = False
+    return BatchClient(url, credential, **kwargs)
+
+
+def _code(exc: HttpResponseError) -> str | None:
+    return getattr(getattr(exc, "error", None), "code", None)
+
+
+def _error_text(exc: BaseException) -> str:
+    if isinstance(exc, HttpResponseError):
+        err = getattr(exc, "error", None)
+        if err is not None and getattr(err, "code", None):
+            return f"{err.code}: {str(err.message).splitlines()[0] if err.message else ''}"
+        return f"HTTP {exc.status_code}: {exc.message.splitlines()[0] if exc.message else ''}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _ran_for(info: m.BatchTaskExecutionInfo | None) -> timedelta:
+    if info is None or info.start_time is None or info.end_time is None:
+        return timedelta(0)
+    return info.end_time - info.start_time
+
+
+def _std_destination(task: m.BatchTask, pattern: str) -> tuple[str, str] | None:
+    """(container, blob name) where Batch uploads one of the task's std streams."""
+    for of in task.output_files or []:
+        if of.file_pattern != pattern or not of.destination or not of.destination.container:
+            continue
+        dest = of.destination.container
+        path = urllib.parse.urlparse(dest.container_url).path.rstrip("/")
+        return path.rsplit("/", 1)[-1], dest.path or ""
+    return None
+
+
+def _log_blob(task: m.BatchTask) -> str | None:
+    dest = _std_destination(task, "../stderr.txt")
+    return dest[1] if dest else None
