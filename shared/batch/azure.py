@@ -43,6 +43,8 @@ from azure.batch import BatchClient
 from azure.batch import models as m
 from azure.core.credentials import AzureNamedKeyCredential, TokenCredential
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+from azure.core.pipeline import PipelineRequest
+from azure.core.pipeline.policies import BearerTokenCredentialPolicy
 
 from shared.batch.base import OutputFile, ResourceFile, TaskSpec, TaskState
 from shared.settings import Settings
@@ -61,6 +63,7 @@ _SELECT = ["id", "state", "executionInfo", "outputFiles", "constraints"]
 # An argument that needs no quoting on a Batch command line or in bash.
 _SAFE_WORD = re.compile(r"^[A-Za-z0-9_./:=,+@%^-]+$")
 _STDERR_TAIL_BYTES = 16 * 1024
+BATCH_SCOPE = "https://batch.core.windows.net//.default"
 
 
 class BatchSubmitError(RuntimeError):
@@ -141,7 +144,9 @@ class AzureBatchBackend:
         # Several requests in parallel for big jobs: the SDK sends 100 tasks per request.
         requests = math.ceil(len(options) / 100)
         try:
-            self.client.create_tasks(job_id, options,
+            # The SDK takes tasks off the end of its queue: reversed, they reach Batch (and its
+            # first-come scheduling) in the pipeline's order — training first, then chunk 0, 1…
+            self.client.create_tasks(job_id, options[::-1],
                                      max_concurrency=min(4, requests) if requests > 1 else None)
         except m.CreateTasksError as exc:
             details = [f"{r.task_id}: {r.error.code if r.error else '?'}"
@@ -183,9 +188,10 @@ class AzureBatchBackend:
                                            "resubmit once it is gone") from exc
                 raise
         existing = self.client.get_job(job_id, select=["id", "state", "poolInfo"])
-        if existing.state in ("terminating", "completed", "deleting"):
-            raise BatchSubmitError(f"Batch job {job_id} is {existing.state} (cancelled or "
-                                   "timed out); no tasks can be added")
+        state = getattr(existing.state, "value", existing.state)  # the enum's REST name
+        if state in ("terminating", "completed", "deleting"):
+            raise BatchSubmitError(f"Batch job {job_id} is {state} (cancelled or timed out); "
+                                   "no tasks can be added")
         pool = existing.pool_info.pool_id if existing.pool_info else None
         if pool != s.batch_pool_id:
             log.warning("Batch job %s runs on pool %s, not %s (BATCH_POOL_ID changed?)",
@@ -353,7 +359,9 @@ class AzureBatchBackend:
         failure = info.failure_info if info else None
         code = failure.code if failure else None
         limit = task.constraints.max_wall_clock_time if task.constraints else None
-        if code == "TaskEnded" and limit and _ran_for(info) >= limit - timedelta(seconds=1):
+        # Batch kills a task at its wall-clock limit; the failure code is not documented, the
+        # run time is.
+        if limit and _ran_for(info) >= limit - timedelta(seconds=1):
             return (f"timed out: the task ran longer than its limit of "
                     f"{int(limit.total_seconds())} s (TASK_MAX_WALL_S)")
         if info is not None and info.exit_code not in (None, 0):
@@ -465,8 +473,17 @@ def make_client(settings: Settings, credential: TokenCredential | None = None) -
         # A bearer token over plain http is only acceptable to a local emulator.
         if parsed.hostname not in ("127.0.0.1", "localhost", "::1"):
             raise ValueError(f"BATCH_ACCOUNT_URL {url} is not https: refusing to send a token")
-        kwargs["enforce_https"] = False
+        kwargs["authentication_policy"] = _LoopbackBearerPolicy(credential, BATCH_SCOPE)
     return BatchClient(url, credential, **kwargs)
+
+
+class _LoopbackBearerPolicy(BearerTokenCredentialPolicy):
+    """Bearer tokens over plain http, for a Batch emulator on this machine only (make_client
+    never uses it for another host); azure-core refuses that unless told per request."""
+
+    def on_request(self, request: PipelineRequest) -> None:
+        request.context.options["enforce_https"] = False
+        super().on_request(request)
 
 
 def _code(exc: HttpResponseError) -> str | None:

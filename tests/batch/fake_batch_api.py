@@ -50,7 +50,7 @@ import urllib.request
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -160,6 +160,8 @@ class FakeBatchService:
         # resource id of a node identity -> azure.storage.blob.BlobServiceClient acting as it
         self.identities = dict(identities or {})
         self.bearer_tokens = set(bearer_tokens or ())
+        # application id -> folder a task's AZ_BATCH_APP_PACKAGE_* variable points to
+        self.app_packages: dict[str, Path] = {}
         self.jobs: dict[str, dict] = {}
         self.tasks: dict[str, dict[str, dict]] = {}  # job id -> task id -> task JSON
         self.requests: list[tuple[str, str, dict[str, str]]] = []  # (method, path, query)
@@ -259,6 +261,15 @@ class FakeBatchService:
         with self._lock:
             t = self.tasks.get(job_id.lower(), {}).get(task_id.lower())
             return None if t is None else t["state"]
+
+    def node_shared_dirs(self) -> list[Path]:
+        """Each node's AZ_BATCH_NODE_SHARED_DIR (what a start task would have prepared)."""
+        dirs = []
+        for node in self.nodes:
+            d = self._root / "shared" / node.id
+            d.mkdir(parents=True, exist_ok=True)
+            dirs.append(d)
+        return dirs
 
     def calls(self, method: str, path_regex: str) -> int:
         with self._lock:
@@ -576,6 +587,8 @@ class FakeBatchService:
                     self._complete(task, None, self._killed_info(run))
                     return
             limit = parse_duration(task["constraints"]["maxWallClockTime"])
+            # Simulated runs take service time, not real time: their timestamps say so.
+            ran_s = min(outcome.run_s, limit) if self.executor is simulated_executor else None
             if code == _TIMED_OUT or (self.executor is simulated_executor
                                       and outcome.run_s > limit):
                 # The service kills the process (an OS exit code) and still uploads the
@@ -586,7 +599,7 @@ class FakeBatchService:
                     "message": "The task was terminated because it exceeded its maximum "
                                "wall clock time.",
                     "details": [{"name": "MaxWallClockTime",
-                                 "value": task["constraints"]["maxWallClockTime"]}]})
+                                 "value": task["constraints"]["maxWallClockTime"]}]}, ran_s)
                 return
             retries = task["executionInfo"]["retryCount"]
             if code != 0 and retries < task["constraints"].get("maxTaskRetryCount", 0):
@@ -608,7 +621,7 @@ class FakeBatchService:
             elif upload_error:
                 info = {"category": "usererror", "code": "FileUploadError",
                         "message": upload_error}
-            self._complete(task, code, info)
+            self._complete(task, code, info, ran_s)
         except Exception as exc:  # a bug in the fake must show up as a failed task, not a hang
             self._complete(task, None, {"category": "servererror", "code": "FakeNodeError",
                                         "message": f"{type(exc).__name__}: {exc}"})
@@ -638,11 +651,15 @@ class FakeBatchService:
                 "message": "Task Was Ended by User Request"
                 if run.kill == "terminate" else "The job is being deleted."}
 
-    def _complete(self, task: dict, exit_code: int | None, failure: dict | None) -> None:
+    def _complete(self, task: dict, exit_code: int | None, failure: dict | None,
+                  ran_s: float | None = None) -> None:
         with self._lock:
             info = task["executionInfo"]
             info["endTime"] = _iso(_now())
             info.setdefault("startTime", info["endTime"])
+            if ran_s is not None:
+                start = datetime.strptime(info["startTime"], "%Y-%m-%dT%H:%M:%S.%fZ")
+                info["endTime"] = _iso(start.replace(tzinfo=UTC) + timedelta(seconds=ran_s))
             if exit_code is not None:
                 info["exitCode"] = exit_code
             else:
@@ -756,7 +773,10 @@ class FakeBatchService:
             name = "AZ_BATCH_APP_PACKAGE_" + re.sub(r"[.\-#]", "_", app.lower())
             if version:
                 name += "_" + re.sub(r"[.\-#]", "_", version.lower())
-            env[name] = str(self._root / "applications" / f"{app}#{version or 'default'}")
+            folder = self.app_packages.get(app) or (
+                self._root / "applications" / f"{app}#{version or 'default'}")
+            folder.mkdir(parents=True, exist_ok=True)
+            env[name] = str(folder)
         return env
 
     # -- state helpers (hold the lock) ------------------------------------------------------------
