@@ -107,3 +107,17 @@ def test_evaluator_rejects_what_it_does_not_know():
     r = evaluate("x = 2 > 1 && !(0) ? TimeInterval_Minute * 2 : TimeInterval_Second;"
                  "y = x > TimeInterval_Minute ? avg(1, 3) : -1;", metrics)
     assert r.variables["y"] == 2.0
+
+
+def test_pool_module_embeds_files_that_exist_and_documents_its_params():
+    """No Bicep compiler here: check what can go wrong silently (paths, documented params)."""
+    bicep = POOL_BICEP.read_text()
+    for path in re.findall(r"load(?:TextContent|FileAsBase64)\('([^']+)'\)", bicep):
+        assert (POOL_BICEP.parent / path).is_file(), path
+    header = bicep.split("\n\n", 1)[0] + bicep.split("@description", 1)[0]
+    for name in re.findall(r"^param (\w+)", bicep, re.M):
+        if not name.startswith("image"):
+            assert re.search(rf"//\s+{name}\b", header), f"param {name} is not described"
+    # The start task command line unpacks exactly the files the pool carries.
+    assert "STYLEBATCH_START_TASK_B64" in bicep and "STYLEBATCH_RUN_SH_B64" in bicep
+    assert "taskSlotsPerNode: 1" in bicep
