@@ -151,16 +151,23 @@ module batch 'modules/batch-account.bicep' = {
   }
 }
 
-// ==== BATCH POOL (infra/batch/pool.bicep) ==========================================================
-// POOL-MODULE-PLACEHOLDER: infra/batch/pool.bicep (owned by the Batch engineer) did not exist when
-// this file was written. Wire it here with these values once it does:
-//   batch account name  batch.outputs.name          pool id       batchPoolId
-//   VM size             gpuVmSize                   node identity identities.outputs.poolIdentityId
-//   app package         batchApplicationName ('' version = default version)
-//   max nodes           maxGpuNodes; spot cap useSpotNodes ? maxGpuNodes : 0;
-//                       dedicated cap useSpotNodes ? 0 : maxGpuNodes
-//   subnet              batchSubnetId
-// ===================================================================================================
+// The GPU pool: infra/batch/pool.bicep, owned by the Batch engineer (autoscale formula, node
+// image, start task). Spot or dedicated: one cap is maxGpuNodes, the other 0.
+module pool 'batch/pool.bicep' = {
+  name: 'batch-pool'
+  scope: rg
+  params: {
+    batchAccountName: batch.outputs.name
+    poolId: batchPoolId
+    vmSize: gpuVmSize
+    nodeIdentityId: identities.outputs.poolIdentityId
+    applicationPackageName: batch.outputs.applicationName
+    maxNodes: maxGpuNodes
+    maxSpotNodes: useSpotNodes ? maxGpuNodes : 0
+    maxDedicatedNodes: useSpotNodes ? 0 : maxGpuNodes
+    subnetId: batchSubnetId
+  }
+}
 
 module rbac 'modules/rbac.bicep' = {
   name: 'rbac'
@@ -198,9 +205,13 @@ module functionApp 'modules/functionapp.bicep' = {
       BATCH_BACKEND: 'azure'
       BATCH_ACCOUNT_URL: batch.outputs.url
       BATCH_ACCOUNT_NAME: batch.outputs.name
-      BATCH_POOL_ID: batchPoolId
-      BATCH_NODE_IDENTITY: identities.outputs.poolIdentityId
+      BATCH_POOL_ID: pool.outputs.poolId
+      BATCH_NODE_IDENTITY: pool.outputs.nodeIdentityId
       BATCH_APP_PACKAGE: batch.outputs.applicationName
+      // For the app's sizing, wall-time and cost estimates.
+      BATCH_VM_SIZE: pool.outputs.vmSize
+      BATCH_MAX_NODES: string(maxGpuNodes)
+      BATCH_SPOT: useSpotNodes ? 'true' : 'false'
     }
   }
   // The host needs its storage roles before it first starts.
@@ -233,7 +244,7 @@ output AZURE_STORAGE_BLOB_ENDPOINT string = storage.outputs.blobEndpoint
 output AZURE_BATCH_ACCOUNT_NAME string = batch.outputs.name
 output AZURE_BATCH_ACCOUNT_URL string = batch.outputs.url
 output AZURE_BATCH_LOCATION string = batchRegion
-output AZURE_BATCH_POOL_ID string = batchPoolId
+output AZURE_BATCH_POOL_ID string = pool.outputs.poolId
 output AZURE_BATCH_APPLICATION_NAME string = batch.outputs.applicationName
 output AZURE_BATCH_NODE_IDENTITY_ID string = identities.outputs.poolIdentityId
 output AZURE_EVENTGRID_SYSTEM_TOPIC_NAME string = eventGrid.outputs.name
