@@ -178,3 +178,13 @@ def test_mapping_reader_agrees_with_yaml_when_available():
     yaml = pytest.importorskip("yaml", reason="PyYAML not installed; the subset reader is used")
     text = AZURE_YAML.read_text()
     assert azd_yaml.parse_mapping_yaml(text) == yaml.safe_load(text)
+
+
+@pytest.mark.parametrize("path", FILES, ids=IDS)
+def test_no_unused_params_or_variables(path):
+    """What the Bicep linter warns about (no-unused-params, no-unused-vars)."""
+    src = strip_comments(path.read_text(encoding="utf-8"))
+    names = set(params(src)) | set(re.findall(r"^\s*var\s+(\w+)\s*=", src, re.MULTILINE))
+    for name in names:
+        uses = len(re.findall(rf"(?<![\w.]){name}\b", src))
+        assert uses > 1, f"{path.name}: {name} is declared but never used"
