@@ -107,8 +107,10 @@ AUTOSCALE_REACTION_MIN = 5.0
 AUTOSCALE_IDLE_TAIL_MIN = 7.5
 # The smallest chunk the automatic rule makes (a chunk must amortise its first frame).
 MIN_AUTO_FRAMES = 8
-# The automatic rule spreads a short video over the pool only while tasks stay this long.
+# The band the automatic rule keeps tasks in when it spreads or balances chunks over the pool
+# (1-3 GPU-minutes: long enough to amortise start-up, short enough to redo after a failure).
 MIN_TASK_SECONDS = 60.0
+MAX_TASK_SECONDS = 180.0
 
 
 def device(vm_size: str) -> Device:
@@ -189,11 +191,22 @@ def frames_per_chunk(frames: int, width: int, height: int, model: str, settings:
         # Solve task_seconds(n) = target for n; the start-up and cold first frame are fixed.
         budget = settings.chunk_target_seconds - cost.task_s - cost.first_frame_extra_s
         wanted = max(MIN_AUTO_FRAMES, math.floor(budget / cost.frame_s) if budget > 0 else 0)
+        pool = max(1, nodes or _nodes(settings))
         # A short video would leave nodes idle: spread it over the pool while every task still
         # runs at least MIN_TASK_SECONDS (below that, start-up overhead dominates).
-        spread = math.ceil(frames / max(1, nodes or _nodes(settings)))
+        spread = math.ceil(frames / pool)
         if spread < wanted and cost.task_seconds(spread) >= MIN_TASK_SECONDS:
             wanted = spread
+        # Whole waves: 5 tasks on 4 nodes take two task-lengths with one node busy in the second;
+        # 4 or 8 even tasks finish sooner. Round to whole waves while tasks stay in the band.
+        count = math.ceil(frames / wanted)
+        if pool > 1 and count > pool and count % pool:
+            waves = math.ceil(count / pool)
+            for w in (waves - 1, waves):
+                even = math.ceil(frames / (w * pool))
+                if MIN_TASK_SECONDS <= cost.task_seconds(even) <= MAX_TASK_SECONDS:
+                    wanted = even
+                    break
     else:
         wanted = settings.frames_per_chunk
     at_least = math.ceil(frames / max(1, settings.max_chunks))  # never more than MAX_CHUNKS
