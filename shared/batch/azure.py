@@ -158,7 +158,8 @@ class AzureBatchBackend:
             raise BatchSubmitError(f"could not add tasks to Batch job {job_id}: "
                                    f"{_error_text(exc)}") from exc
         with self._lock:
-            self._jobs.setdefault(job_id, _JobView()).unfinished.update(t.id for t in tasks)
+            view = self._jobs.setdefault(job_id, _JobView())
+            view.unfinished.update(t.id for t in tasks if t.id not in view.done)
 
     def _ensure_job(self, job_id: str) -> None:
         s = self.settings
