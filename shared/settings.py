@@ -30,7 +30,7 @@ class Settings:
     storage_account_url: str = ""
 
     # --- jobs --------------------------------------------------------------------------------
-    default_style: str = "mosaic"
+    default_style: str = "swirl"
     default_model: str = "gatys"  # gatys | fast
     frames_per_chunk: int = 48
     max_chunks: int = 500

@@ -1,0 +1,133 @@
+"""``python -m scoring``: the command line a Batch node runs.
+
+    python -m scoring stylize --input IN.mkv --output OUT.mkv --style swirl.jpg --model gatys
+    python -m scoring train --style swirl.jpg --content clip.mp4 --output swirl.pt
+    python -m scoring flicker OUT.mkv
+
+Exit codes (chunk task contract): 0 success, 2 bad input (do not retry), anything else
+retryable. Progress is JSON lines on stdout; a failure ends with an ``error`` JSON line on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import traceback
+
+from scoring.events import emit, emit_error
+from scoring.images import BadInputError
+from shared.settings import Settings
+from shared.video import VideoError
+
+EXIT_OK, EXIT_RETRY, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+    ap = argparse.ArgumentParser(prog="python -m scoring", description=__doc__.splitlines()[0],
+                                 formatter_class=fmt)
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    st = sub.add_parser("stylize", formatter_class=fmt,
+                        help="stylize a video chunk (the chunk task)",
+                        description="Stylize every frame of a video chunk; OUT keeps IN's frame "
+                                    "count, size and per-frame timestamps (video only).")
+    st.add_argument("--input", required=True, help="input video chunk (any container ffmpeg reads)")
+    st.add_argument("--output", required=True, help="output video chunk, written atomically")
+    st.add_argument("--style", default=None, help="style image (required for gatys)")
+    st.add_argument("--model", choices=("gatys", "fast"), default="gatys",
+                    help="gatys: optimisation per frame; fast: feed-forward network")
+    st.add_argument("--model-file", default=None,
+                    help="fast model weights (.pt); default assets/models/<style stem>.pt")
+    st.add_argument("--max-side", type=int, default=Settings.scoring_max_side,
+                    help="long side the model works at, frames scaled back after; 0 = full size")
+    st.add_argument("--steps", type=int, default=Settings.gatys_steps,
+                    help="gatys: L-BFGS evaluations for the first frame (and scene cuts)")
+    st.add_argument("--warm-steps", type=int, default=Settings.gatys_warm_steps,
+                    help="gatys: L-BFGS evaluations for each following frame")
+    st.add_argument("--no-warm-start", dest="warm_start", action="store_false",
+                    help="gatys: optimise every frame from its own content frame (flickers; "
+                         "default: warm start)")
+    st.add_argument("--codec", default=Settings.output_codec,
+                    help="ffmpeg video encoder; 'auto' = h264_nvenc when usable, else libx264")
+    st.add_argument("--crf", type=int, default=Settings.output_crf,
+                    help="quality (x264/x265/vp9 crf; nvenc cq)")
+    st.add_argument("--preset", default=Settings.output_preset, help="encoder preset")
+    st.add_argument("--pix-fmt", default=Settings.output_pix_fmt,
+                    help="output pixel format (odd frame sizes fall back to yuv444p)")
+    st.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    st.add_argument("--batch-size", type=int, default=0,
+                    help="fast: frames per batch; 0 = 8 on CUDA, 1 on CPU")
+    st.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
+                    help="fast: autocast dtype on CUDA (auto = bf16 where supported)")
+    st.add_argument("--compile", action="store_true", help="fast: torch.compile the network")
+    st.add_argument("--threads", type=int, default=0,
+                    help="torch CPU threads; 0 = $SCORING_THREADS, else all cores")
+    st.add_argument("--quiet", action="store_true", help="no per-frame events")
+
+    from scoring.train import add_train_arguments
+
+    tr = sub.add_parser("train", formatter_class=fmt, help="train a fast model for a style",
+                        description="Perceptual-loss training of a fast model, with a temporal "
+                                    "stability term (noise/shift and DIS-warped neighbours).")
+    add_train_arguments(tr)
+
+    fl = sub.add_parser("flicker", formatter_class=fmt, help="measure a video's flicker",
+                        description="Warping error with DIS optical flow and an occlusion mask "
+                                    "(Lai et al. 2018); lower is steadier.")
+    fl.add_argument("video", help="video file to measure")
+    fl.add_argument("--max-side", type=int, default=320, help="measure at this long side")
+    fl.add_argument("--max-frames", type=int, default=0, help="0 = all frames")
+    return ap
+
+
+def _run_stylize(args: argparse.Namespace) -> dict:
+    from scoring.stylize import StylizeConfig, stylize
+
+    cfg = StylizeConfig(
+        input=args.input, output=args.output, style=args.style, model=args.model,
+        model_file=args.model_file, max_side=args.max_side, steps=args.steps,
+        warm_steps=args.warm_steps, warm_start=args.warm_start, codec=args.codec, crf=args.crf,
+        preset=args.preset, pix_fmt=args.pix_fmt, device=args.device,
+        batch_size=args.batch_size, precision=args.precision, compile=args.compile,
+        threads=args.threads, quiet=args.quiet)
+    return stylize(cfg)
+
+
+def _run_flicker(args: argparse.Namespace) -> dict:
+    from scoring.flicker import video_flicker
+
+    return video_flicker(args.video, max_side=args.max_side, max_frames=args.max_frames)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    t0 = time.perf_counter()
+    try:
+        if args.command == "stylize":
+            summary = _run_stylize(args)
+        elif args.command == "train":
+            from scoring.train import run_train_args
+
+            summary = run_train_args(args)
+        else:
+            summary = _run_flicker(args)
+        emit("done", **summary) if "seconds" in summary else \
+            emit("done", seconds=round(time.perf_counter() - t0, 3), **summary)
+        return EXIT_OK
+    except (BadInputError, VideoError) as exc:
+        bad = isinstance(exc, BadInputError) or bool(getattr(exc, "bad_input", False))
+        emit_error(str(exc), bad_input=bad)
+        return EXIT_BAD_INPUT if bad else EXIT_RETRY
+    except KeyboardInterrupt:
+        emit_error("interrupted", bad_input=False)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - every other failure is worth a retry
+        traceback.print_exc(file=sys.stderr)
+        emit_error(f"{type(exc).__name__}: {exc}", bad_input=False)
+        return EXIT_RETRY
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,327 @@
+"""The chunk task: decode a video chunk, stylize every frame, encode, restamp, write atomically.
+
+Pipelined producer/consumer: a reader thread decodes (ffmpeg) into a bounded queue, the main
+thread runs the model on batches (on the GPU when there is one: pinned host memory, autocast,
+channels_last, inference mode), and a writer thread feeds the encoder (ffmpeg), so the model
+never waits for I/O. The encoded file is then given the input's exact per-frame timestamps
+(``shared.video.restamp``) and moved into place with ``os.replace``: OUT either is complete or
+does not exist.
+
+Library entry point: ``stylize(StylizeConfig(...))``; the CLI is ``python -m scoring stylize``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from scoring.events import emit
+from scoring.images import BadInputError, load_image, resize, working_size
+from scoring.video_io import EncodeOptions, FrameReader, FrameWriter, probe
+from shared.video import VideoError, frame_timestamps, restamp
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+BUNDLED_MODELS = REPO_ROOT / "assets" / "models"
+
+
+@dataclass
+class StylizeConfig:
+    input: str
+    output: str
+    style: str | None = None
+    model: str = "gatys"  # gatys | fast
+    model_file: str | None = None  # fast only; default assets/models/<style stem>.pt
+    max_side: int = 320  # long side the model works at; 0 = full size
+    steps: int = 40  # gatys: L-BFGS evaluations for the first frame
+    warm_steps: int = 6  # gatys: ... for each following frame
+    warm_start: bool = True  # gatys: start each frame from the previous stylized one
+    codec: str = "libx264"  # or "auto": h264_nvenc when usable, else libx264
+    crf: int = 18
+    preset: str = "medium"
+    pix_fmt: str = "yuv420p"
+    device: str = "auto"  # auto | cpu | cuda
+    batch_size: int = 0  # fast: frames per batch; 0 = 8 on CUDA, 1 on CPU
+    precision: str = "auto"  # fast: auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16 | fp16
+    compile: bool = False  # fast: torch.compile the network
+    threads: int = 0  # torch CPU threads; 0 = $SCORING_THREADS or all cores
+    queue_frames: int = 32  # bound of each pipeline queue, in frames
+    quiet: bool = False  # no per-frame events
+
+
+def cpu_threads(requested: int = 0) -> int:
+    """Threads for torch on the CPU: the request, else $SCORING_THREADS, else all cores."""
+    if requested > 0:
+        return requested
+    env = os.environ.get("SCORING_THREADS", "").strip()
+    if env:
+        return max(1, int(env))
+    return max(1, os.cpu_count() or 1)
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda was asked for but no CUDA device is available")
+    return torch.device(name)
+
+
+class FrameModel:
+    """Wraps a stylizer: uint8 batch [B, H, W, 3] (host) -> uint8 batch [B, H, W, 3] (host).
+
+    Resizes to the working size and back on the model's device, so the output is exactly the
+    input's size whatever the working size.
+    """
+
+    def __init__(self, net: Callable[[torch.Tensor], torch.Tensor], device: torch.device,
+                 max_side: int, min_side: int, dtype: torch.dtype | None,
+                 channels_last: bool):
+        self.net, self.device, self.max_side, self.min_side = net, device, max_side, min_side
+        self.dtype, self.channels_last = dtype, channels_last
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        # batch: uint8 [B, H, W, 3] on the host (pinned on CUDA)
+        b, h, w, _ = batch.shape
+        with torch.inference_mode(mode=not isinstance(self.net, _NeedsGrad)):
+            x = batch.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255)
+            wh, ww = working_size(h, w, self.max_side, self.min_side)
+            x = resize(x, (wh, ww))  # [B, 3, wh, ww]
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            if self.dtype is not None and self.device.type == "cuda":
+                with torch.autocast("cuda", dtype=self.dtype):
+                    y = self.net(x)
+            else:
+                y = self.net(x)
+            y = resize(y.float(), (h, w))  # [B, 3, H, W]
+            assert y.shape == (b, 3, h, w), y.shape
+            out = y.clamp_(0, 1).mul_(255).round_().to(torch.uint8).permute(0, 2, 3, 1)
+            return out.contiguous().cpu()
+
+
+class _NeedsGrad:
+    """Marker: the stylizer optimises (needs autograd), so no inference_mode around it."""
+
+
+def build_model(cfg: StylizeConfig, device: torch.device) -> tuple[FrameModel, int]:
+    """Return (frame model, batch size). Raises BadInputError for unusable style/model files."""
+    if cfg.model == "gatys":
+        from scoring.gatys import GatysConfig, GatysStylizer
+
+        if not cfg.style:
+            raise BadInputError("--style is required for the gatys model")
+        style = load_image(cfg.style)
+        gcfg = GatysConfig(steps=cfg.steps, warm_steps=cfg.warm_steps, warm_start=cfg.warm_start)
+
+        class _Gatys(GatysStylizer, _NeedsGrad):
+            pass
+
+        net = _Gatys(style, gcfg, device)
+        return FrameModel(net, device, cfg.max_side, 32, None, False), 1
+    if cfg.model == "fast":
+        from scoring.transformer_net import load_model
+
+        path = find_model_file(cfg)
+        try:
+            tnet = load_model(path, device)
+        except (OSError, ValueError, RuntimeError, KeyError) as exc:
+            raise BadInputError(f"model file {path.name} cannot be loaded: {exc}") from exc
+        cuda = device.type == "cuda"
+        channels_last = cuda
+        if channels_last:
+            tnet = tnet.to(memory_format=torch.channels_last)
+        fn: Callable[[torch.Tensor], torch.Tensor] = tnet
+        if cfg.compile:
+            fn = torch.compile(tnet, dynamic=False)
+        precision = cfg.precision
+        if precision == "auto":
+            precision = "bf16" if cuda and torch.cuda.is_bf16_supported() else "fp32"
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+        batch = cfg.batch_size or (8 if cuda else 1)
+        return FrameModel(fn, device, cfg.max_side, 16, dtype, channels_last), batch
+    raise BadInputError(f"unknown model {cfg.model!r} (gatys or fast)")
+
+
+def find_model_file(cfg: StylizeConfig) -> Path:
+    if cfg.model_file:
+        path = Path(cfg.model_file)
+    elif cfg.style:
+        path = BUNDLED_MODELS / f"{Path(cfg.style).stem}.pt"
+    else:
+        raise BadInputError("--model fast needs --model-file (or a --style with a bundled model)")
+    if not path.is_file():
+        raise BadInputError(f"model file not found: {path}")
+    return path
+
+
+_END = object()
+
+
+class _Pipe:
+    """Bounded queue whose put/get give up when another stage has failed."""
+
+    def __init__(self, maxsize: int, failed: threading.Event):
+        self.q: queue.Queue = queue.Queue(maxsize=maxsize)
+        self.failed = failed
+
+    def put(self, item: object) -> None:
+        while True:
+            if self.failed.is_set():
+                raise _Aborted
+            try:
+                self.q.put(item, timeout=0.2)
+                return
+            except queue.Full:
+                continue
+
+    def get(self) -> object:
+        while True:
+            if self.failed.is_set():
+                raise _Aborted
+            try:
+                return self.q.get(timeout=0.2)
+            except queue.Empty:
+                continue
+
+
+class _Aborted(Exception):
+    pass
+
+
+def stylize(cfg: StylizeConfig) -> dict:
+    """Run the chunk task. Returns the summary (``frames``, ``seconds``, ``fps``, ...).
+
+    Raises BadInputError / VideoError(bad_input=True) for unusable input, anything else for
+    failures worth a retry. OUT is written atomically; nothing is left behind on failure.
+    """
+    t0 = time.perf_counter()
+    torch.set_num_threads(cpu_threads(cfg.threads))
+    info = probe(cfg.input)
+    device = pick_device(cfg.device)
+    model, batch_size = build_model(cfg, device)
+    cuda = device.type == "cuda"
+
+    out = Path(cfg.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp_encoded = out.with_name(f".{out.name}.{os.getpid()}.enc.mkv")
+    part = Path(f"{out}.part{out.suffix}")  # restamp's temp file
+    opts = EncodeOptions(codec=cfg.codec, crf=cfg.crf, preset=cfg.preset, pix_fmt=cfg.pix_fmt,
+                         threads=0 if cuda else cpu_threads(cfg.threads))
+    reader = FrameReader(cfg.input, info, threads=0 if cuda else cpu_threads(cfg.threads))
+    writer = FrameWriter(tmp_encoded, info.width, info.height, info.frame_rate, opts)
+    failed = threading.Event()
+    errors: list[BaseException] = []
+    qcap = max(2, cfg.queue_frames // batch_size)
+    q_in, q_out = _Pipe(qcap, failed), _Pipe(qcap, failed)
+    model_seconds = [0.0]
+
+    def read_stage() -> None:
+        try:
+            frames: list[np.ndarray] = []
+            for frame in reader:
+                frames.append(frame)
+                if len(frames) == batch_size:
+                    q_in.put(_host_batch(frames, cuda))
+                    frames = []
+            if frames:
+                q_in.put(_host_batch(frames, cuda))
+            q_in.put(_END)
+        except _Aborted:
+            pass
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+            errors.append(exc)
+            failed.set()
+
+    def write_stage() -> None:
+        index = 0
+        try:
+            while True:
+                item = q_out.get()
+                if item is _END:
+                    break
+                frames, seconds = item
+                for frame in frames.numpy():
+                    writer.write(frame)
+                    if not cfg.quiet:
+                        emit("frame", index=index, seconds=round(seconds, 4))
+                    index += 1
+        except _Aborted:
+            pass
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+            failed.set()
+
+    threads = [threading.Thread(target=read_stage, name="decode", daemon=True),
+               threading.Thread(target=write_stage, name="encode", daemon=True)]
+    for t in threads:
+        t.start()
+    decoded = 0
+    try:
+        try:
+            while True:
+                item = q_in.get()
+                if item is _END:
+                    q_out.put(_END)
+                    break
+                assert isinstance(item, torch.Tensor)
+                tm = time.perf_counter()
+                result = model(item)
+                dt = time.perf_counter() - tm
+                model_seconds[0] += dt
+                decoded += item.shape[0]
+                q_out.put((result, dt / item.shape[0]))
+        except _Aborted:
+            pass
+        except BaseException as exc:
+            errors.append(exc)
+            failed.set()
+        for t in threads:
+            t.join()
+        if errors:
+            raise errors[0]
+        writer.close()
+        if writer.count != reader.count or decoded != reader.count:
+            raise VideoError(f"frame count changed: {reader.count} decoded, {decoded} stylized, "
+                             f"{writer.count} encoded", bad_input=False)
+        _, enc_pts = frame_timestamps(tmp_encoded)
+        if len(enc_pts) != reader.count:
+            raise VideoError(f"encoder wrote {len(enc_pts)} frames for {reader.count} decoded",
+                             bad_input=False)
+        n = restamp(tmp_encoded, cfg.input, out)
+    except BaseException:
+        failed.set()
+        reader.close()
+        writer.abort()
+        for t in threads:
+            t.join(timeout=5)
+        part.unlink(missing_ok=True)
+        raise
+    finally:
+        tmp_encoded.unlink(missing_ok=True)
+    seconds = time.perf_counter() - t0
+    summary = {"frames": n, "seconds": round(seconds, 3), "fps": round(n / seconds, 3),
+               "model_seconds": round(model_seconds[0], 3), "width": info.width,
+               "height": info.height, "model": cfg.model, "device": str(device),
+               "codec": writer.codec, "pix_fmt": writer.pix_fmt}
+    cold = getattr(model.net, "cold_starts", None)
+    if cold is not None:
+        summary["cold_starts"] = cold  # gatys: first frame + scene cuts
+    return summary
+
+
+def _host_batch(frames: list[np.ndarray], pin: bool) -> torch.Tensor:
+    """Stack uint8 frames into [B, H, W, 3]; pinned memory on CUDA for async copies."""
+    t = torch.from_numpy(np.stack(frames))
+    if pin:
+        with contextlib.suppress(RuntimeError):
+            t = t.pin_memory()
+    return t
