@@ -54,7 +54,7 @@ class TrainConfig:
     channels: int = 32
     res_blocks: int = 5
     lr: float = 1e-3
-    content_weight: float = 1.0
+    content_weight: float = 8.0  # a network has no "start from the content" bias: weigh it up
     style_weight: float = 30.0
     temporal_weight: float = 20.0
     tv_weight: float = 1.0
@@ -232,8 +232,8 @@ class PerceptualLoss:
              (out[..., :, 1:] - out[..., :, :-1]).abs().mean()
         total = (cfg.content_weight * content + cfg.style_weight * style
                  + cfg.temporal_weight * temporal * 255.0 ** 2 / 1e3 + cfg.tv_weight * tv)
-        parts = {"content": float(content), "style": float(style), "temporal": float(temporal),
-                 "tv": float(tv)}
+        parts = {k: float(v.detach()) for k, v in
+                 (("content", content), ("style", style), ("temporal", temporal), ("tv", tv))}
         return total, parts
 
 
