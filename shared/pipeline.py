@@ -16,7 +16,6 @@ import os
 import tempfile
 import time
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +73,7 @@ class Context:
         return get_backend(self.settings, self.store)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "Context":
+    def from_settings(cls, settings: Settings) -> Context:
         return cls(settings=settings, store=get_store(settings))
 
 
@@ -88,10 +87,6 @@ def _chunks_blob(job_id: str) -> str:
 
 def _log_blob(job_id: str, task_id: str, stream: str) -> str:
     return f"{work_prefix(job_id)}logs/{task_id}.{stream}.txt"
-
-
-def _ttl(ctx: Context) -> timedelta:
-    return timedelta(minutes=ctx.settings.sas_ttl_minutes)
 
 
 def _bad(reason: str) -> dict[str, Any]:
@@ -127,11 +122,11 @@ def probe_job(ctx: Context, req: JobRequest) -> dict[str, Any]:
     style_blob = find_style(ctx.store, req.style)
     if style_blob is None:
         return _bad(f"style '{req.style}' not found: upload {STYLES}/{req.style}.jpg (or .png)")
-    url = ctx.store.blob_sas_url(INCOMING, req.blob, ttl=_ttl(ctx))
+    source = ctx.store.source(INCOMING, req.blob)
     limits = Limits(max_duration_s=s.max_duration_s, max_width=s.max_width,
                     max_height=s.max_height, max_frames=s.max_frames)
     try:
-        p = probe(url, limits=limits, size_bytes=info.size)
+        p = probe(source, limits=limits, size_bytes=info.size)
     except VideoError as exc:
         if not exc.bad_input:
             raise
@@ -159,7 +154,7 @@ def split_job(ctx: Context, req: JobRequest) -> dict[str, Any]:
     """Cut the input into chunks in work/<job>/chunks/, uploading each as soon as it is cut."""
     p = load_probe(ctx, req.job_id)
     mode, chunks = plan_chunks(p, frames_per_chunk(ctx, p, req))
-    url = ctx.store.blob_sas_url(INCOMING, req.blob, ttl=_ttl(ctx))
+    source = ctx.store.source(INCOMING, req.blob)
     started = time.monotonic()
 
     def upload(index: int, path: Path) -> None:
@@ -168,7 +163,7 @@ def split_job(ctx: Context, req: JobRequest) -> dict[str, Any]:
 
     with tempfile.TemporaryDirectory(prefix="split-") as tmp:
         try:
-            split(url, p, chunks, mode, tmp, on_chunk=upload)
+            split(source, p, chunks, mode, tmp, on_chunk=upload)
         except VideoError as exc:
             if not exc.bad_input:
                 raise
@@ -327,10 +322,8 @@ def stitch_job(ctx: Context, req: JobRequest) -> dict[str, Any]:
     """Join the stylized chunks with the original's audio into outgoing/, plus a preview."""
     p = load_probe(ctx, req.job_id)
     chunks = load_chunks(ctx, req.job_id)
-    ttl = _ttl(ctx)
-    sources = [ctx.store.blob_sas_url(WORK, stylized_blob(req.job_id, c.index), ttl=ttl)
-               for c in chunks]
-    original = ctx.store.blob_sas_url(INCOMING, req.blob, ttl=ttl)
+    sources = [ctx.store.source(WORK, stylized_blob(req.job_id, c.index)) for c in chunks]
+    original = ctx.store.source(INCOMING, req.blob)
     _, ext = split_ext(req.output)
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="stitch-") as tmp:
@@ -343,7 +336,7 @@ def stitch_job(ctx: Context, req: JobRequest) -> dict[str, Any]:
             return _bad(str(exc))
         middle = chunks[len(chunks) // 2]
         preview = Path(tmp) / "preview.jpg"
-        make_preview(ctx.store.blob_sas_url(WORK, chunk_blob(req.job_id, middle.index), ttl=ttl),
+        make_preview(ctx.store.source(WORK, chunk_blob(req.job_id, middle.index)),
                      sources[len(chunks) // 2], p, preview)
         meta = {"job": req.job_id, "source": f"{INCOMING}/{req.blob}", "style": req.style,
                 "model": req.model}
@@ -352,7 +345,8 @@ def stitch_job(ctx: Context, req: JobRequest) -> dict[str, Any]:
                               content_type="image/jpeg")
         ctx.store.upload_file(OUTGOING, req.output, out, metadata=meta,
                               content_type=f"video/{'x-matroska' if ext == 'mkv' else ext}")
-    return {"ok": True, "output": f"{OUTGOING}/{req.output}", "preview": f"{OUTGOING}/{req.preview}",
+    return {"ok": True, "output": f"{OUTGOING}/{req.output}",
+            "preview": f"{OUTGOING}/{req.preview}",
             "frames": result.frames, "size_bytes": result.size_bytes,
             "streams_dropped": result.streams_dropped,
             "seconds": round(time.monotonic() - started, 2)}

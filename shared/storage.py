@@ -11,10 +11,12 @@ holding a whole video in memory.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
 import threading
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -101,7 +103,8 @@ class BlobStore:
         return self.blob(container, name).exists()
 
     def upload_file(self, container: str, name: str, path: str | os.PathLike,
-                    metadata: dict[str, str] | None = None, content_type: str | None = None) -> None:
+                    metadata: dict[str, str] | None = None,
+                    content_type: str | None = None) -> None:
         from azure.storage.blob import ContentSettings
 
         settings = ContentSettings(content_type=content_type) if content_type else None
@@ -138,6 +141,10 @@ class BlobStore:
                 name_starts_with=prefix or None, include=["metadata"]):
             yield BlobInfo(name=b.name, size=b.size, etag=b.etag.strip('"'),
                            metadata=dict(b.metadata or {}), last_modified=b.last_modified)
+
+    def source(self, container: str, name: str) -> BlobSource:
+        """A re-openable, seekable reader over a blob, for ``shared.video``."""
+        return BlobSource(self, container, validate_blob_name(name))
 
     def delete(self, container: str, name: str) -> bool:
         try:
@@ -179,7 +186,8 @@ class BlobStore:
                      ttl: timedelta = timedelta(hours=3)) -> str:
         """URL of one blob with a SAS scoped to it: read-only, or create+write only."""
         now = datetime.now(UTC)
-        perms = BlobSasPermissions(create=True, write=True) if write else BlobSasPermissions(read=True)
+        perms = (BlobSasPermissions(create=True, write=True) if write
+                 else BlobSasPermissions(read=True))
         token = generate_blob_sas(self.account_name, container, validate_blob_name(name),
                                   permission=perms, start=now - timedelta(minutes=5),
                                   expiry=now + ttl, **self._signing(ttl))
@@ -187,13 +195,85 @@ class BlobStore:
 
     def container_write_sas_url(self, container: str, *,
                                 ttl: timedelta = timedelta(hours=3)) -> str:
-        """URL of a container with a write-only SAS (no read, list or delete): Batch output files."""
+        """URL of a container with a write-only SAS (no read, list, delete): Batch outputs."""
         now = datetime.now(UTC)
         token = generate_container_sas(self.account_name, container,
                                        permission=ContainerSasPermissions(write=True, create=True),
                                        start=now - timedelta(minutes=5), expiry=now + ttl,
                                        **self._signing(ttl))
         return f"{self.service.get_container_client(container).url}?{token}"
+
+
+class BlobReader(io.RawIOBase):
+    """A read-only, seekable file over one blob: ranged GETs through the SDK (its retries, its
+    credentials), with a small cache of aligned blocks. libav reads videos through it, so a
+    video is never held whole in memory or on disk, and no SAS or raw HTTP client is needed."""
+
+    def __init__(self, blob_client: Any, size: int, block_size: int = 4 * 1024**2,
+                 cache_blocks: int = 6):
+        super().__init__()
+        self._blob = blob_client
+        self._size = size
+        self._block = block_size
+        self._cache: OrderedDict[int, bytes] = OrderedDict()
+        self._cache_blocks = cache_blocks
+        self._pos = 0
+        self.name = blob_client.url.split("?")[0]
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def _get_block(self, index: int) -> bytes:
+        if index in self._cache:
+            self._cache.move_to_end(index)
+            return self._cache[index]
+        start = index * self._block
+        length = min(self._block, self._size - start)
+        data = self._blob.download_blob(offset=start, length=length).readall()
+        self._cache[index] = data
+        if len(self._cache) > self._cache_blocks:
+            self._cache.popitem(last=False)
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        if self._pos >= self._size:
+            return 0
+        view = memoryview(buffer).cast("B")
+        index, offset = divmod(self._pos, self._block)
+        data = self._get_block(index)[offset:offset + len(view)]
+        view[:len(data)] = data
+        self._pos += len(data)
+        return len(data)
+
+
+@dataclass(frozen=True)
+class BlobSource:
+    """Something ``shared.video`` can open (any number of times) to read a blob."""
+
+    store: BlobStore
+    container: str
+    name: str
+
+    def open(self) -> io.BufferedReader:
+        info = self.store.info(self.container, self.name)
+        if info is None:
+            raise FileNotFoundError(f"{self.container}/{self.name}")
+        return io.BufferedReader(BlobReader(self.store.blob(self.container, self.name),
+                                            info.size), buffer_size=256 * 1024)
+
+    def __str__(self) -> str:
+        return f"{self.container}/{self.name}"
 
 
 def _connection_string_part(conn: str, key: str) -> str | None:

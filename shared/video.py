@@ -24,6 +24,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -32,7 +33,8 @@ from typing import Any
 import av
 
 log = logging.getLogger(__name__)
-av.logging.set_level(av.logging.PANIC)  # libav's chatter goes nowhere; errors come back as exceptions
+# PyAV's default (no Python log callback) on purpose: a callback deadlocks when a libav decoder
+# thread logs while the GIL-holding thread closes that decoder. Errors still raise exceptions.
 
 
 class VideoError(Exception):
@@ -64,13 +66,28 @@ def run_ffmpeg(args: list[str], *, timeout: float | None = None) -> subprocess.C
 # timestamps and restamping
 
 
-def _open(path: str | os.PathLike, mode: str = "r", **kwargs: Any) -> av.container.Container:
+Source = Any  # a local path, or an object whose .open() returns a seekable binary file
+#              (shared.storage.BlobSource: a blob read through the SDK, never held whole)
+
+
+@contextmanager
+def _opened(src: Source, mode: str = "r", **kwargs: Any) -> Iterator[Any]:
+    """Open a path or a re-openable source with libav; close everything on exit."""
+    is_path = isinstance(src, str | os.PathLike)
+    fileobj = None if is_path or mode != "r" else src.open()
     try:
-        return av.open(str(path), mode, **kwargs)
-    except av.error.InvalidDataError as exc:
-        raise VideoError("not a video file, or a damaged one (no container format recognised)") from exc
-    except av.error.FFmpegError as exc:
-        raise VideoError(f"cannot open the file: {exc.strerror or exc}") from exc
+        try:
+            container = av.open(fileobj if fileobj is not None else str(src), mode, **kwargs)
+        except av.error.InvalidDataError as exc:
+            raise VideoError("not a video file, or a damaged one (no container format "
+                             "recognised)") from exc
+        except av.error.FFmpegError as exc:
+            raise VideoError(f"cannot open the file: {exc.strerror or exc}") from exc
+        with container:
+            yield container
+    finally:
+        if fileobj is not None:
+            fileobj.close()
 
 
 def _stream(container: Any, index: int) -> Any:
@@ -83,7 +100,7 @@ def frame_timestamps(path: str | os.PathLike) -> tuple[Fraction, list[int]]:
 
     Read from packets (no decoding). Returns (time_base, pts list).
     """
-    with _open(path) as container:
+    with _opened(path) as container:
         if not container.streams.video:
             raise VideoError("no video stream")
         stream = container.streams.video[0]
@@ -130,7 +147,7 @@ def restamp(encoded: str | os.PathLike, reference: str | os.PathLike,
     Used by the chunk task so its output chunk keeps the input chunk's timestamps.
     """
     time_base, new_pts = frame_timestamps(reference)
-    with _open(encoded) as src:
+    with _opened(encoded) as src:
         stream = src.streams.video[0]
         packets = [p for p in src.demux(stream) if p.size and p.pts is not None]
         if len(packets) != len(new_pts):
@@ -138,7 +155,7 @@ def restamp(encoded: str | os.PathLike, reference: str | os.PathLike,
                              f"{len(new_pts)} in the reference", bad_input=False)
         pts, dts = retime_packets([p.pts for p in packets], new_pts, _typical_gap(new_pts))
         tmp = Path(f"{output}.part{Path(output).suffix}")
-        with _open(tmp, "w") as dst:
+        with _opened(tmp, "w") as dst:
             out_stream = dst.add_stream_from_template(stream)
             out_stream.time_base = time_base
             for packet, p, d in zip(packets, pts, dts):
@@ -282,15 +299,14 @@ def _is_clean_random_access(codec: str, data: bytes) -> bool:
     return True  # vp8/vp9/av1 key frames, intra-only codecs: a keyframe resets references
 
 
-def probe(src: str, *, limits: Limits = Limits(), size_bytes: int = 0) -> Probe:
+def probe(src: Source, *, limits: Limits = Limits(), size_bytes: int = 0) -> Probe:
     """Read a video's streams, frame count and per-frame timestamps without decoding it
     (one frame is decoded to check the stream really decodes and to read its rotation).
 
     ``src`` is a path or a URL (a SAS URL: ffmpeg reads it with range requests).
     Raises VideoError(bad_input=True) with a human-readable reason for unusable input.
     """
-    container = _open(src)
-    with container:
+    with _opened(src) as container:
         fmt = container.format.name
         if fmt in _IMAGE_FORMATS or fmt.endswith("_pipe"):
             raise VideoError(f"not a video: the file is a still image ({fmt.replace('_pipe', '')})")
@@ -330,7 +346,8 @@ def probe(src: str, *, limits: Limits = Limits(), size_bytes: int = 0) -> Probe:
                     keyframes.append(len(pts_decode))
                 pts_decode.append(packet.pts)
                 if len(pts_decode) > limits.max_frames:
-                    raise VideoError(f"the video has more than MAX_FRAMES={limits.max_frames} frames")
+                    raise VideoError(
+                        f"the video has more than MAX_FRAMES={limits.max_frames} frames")
         except av.error.FFmpegError as exc:
             raise VideoError(f"the file is truncated or damaged after {len(pts_decode)} frames "
                              f"({exc.strerror or exc})") from exc
@@ -370,7 +387,7 @@ def probe(src: str, *, limits: Limits = Limits(), size_bytes: int = 0) -> Probe:
 
 def _first_frame(src: str, index: int) -> Any:
     try:
-        with _open(src) as container:
+        with _opened(src) as container:
             stream = _stream(container, index)
             stream.thread_type = "AUTO"
             for frame in container.decode(stream):
@@ -449,7 +466,7 @@ def _intermediate_pix_fmt(pix_fmt: str) -> str:
     return "yuv444p10le" if any(d in pix_fmt for d in ("10", "12", "16")) else "yuv444p"
 
 
-def split(src: str, p: Probe, chunks: list[Chunk], mode: str, out_dir: str | os.PathLike,
+def split(src: Source, p: Probe, chunks: list[Chunk], mode: str, out_dir: str | os.PathLike,
           on_chunk: Any = None) -> list[Path]:
     """Cut the video stream of ``src`` into one .mkv per chunk in ``out_dir``.
 
@@ -464,10 +481,11 @@ def split(src: str, p: Probe, chunks: list[Chunk], mode: str, out_dir: str | os.
     return paths
 
 
-def _split_copy(src: str, p: Probe, chunks: list[Chunk], out_dir: Path, on_chunk: Any) -> list[Path]:
+def _split_copy(src: Source, p: Probe, chunks: list[Chunk], out_dir: Path,
+                on_chunk: Any) -> list[Path]:
     paths: list[Path] = []
     starts = {c.start: c for c in chunks}
-    with _open(src) as container:
+    with _opened(src) as container:
         vs = _stream(container, p.video_index)
         dst = None
         current: Chunk | None = None
@@ -504,51 +522,78 @@ def _split_copy(src: str, p: Probe, chunks: list[Chunk], out_dir: Path, on_chunk
     return paths
 
 
-def _split_reencode(src: str, p: Probe, chunks: list[Chunk], out_dir: Path,
+def _split_reencode(src: Source, p: Probe, chunks: list[Chunk], out_dir: Path,
                     on_chunk: Any) -> list[Path]:
-    boundaries = [c.start for c in chunks[1:]]
-    pattern = str(out_dir / "%05d.mkv")
-    args = [
-        "-noautorotate", "-i", src, "-map", f"0:{p.video_index}", "-an", "-sn", "-dn",
-        "-map_metadata", "-1", "-map_chapters", "-1",
-        "-fps_mode", "passthrough",
-        "-c:v", "libx264", "-preset", "veryfast", "-crf", "12", "-tune", "fastdecode",
-        "-pix_fmt", _intermediate_pix_fmt(p.pix_fmt),
-        "-x264-params", "scenecut=0:open-gop=0", "-bf", "2",
-        "-force_key_frames", "expr:" + "+".join(f"eq(n,{b})" for b in boundaries) if boundaries
-        else "expr:0",
-        "-f", "segment", "-segment_format", "matroska", "-reset_timestamps", "0",
-    ]
-    if boundaries:
-        args += ["-segment_frames", ",".join(str(b) for b in boundaries)]
-    args += ["-y", pattern]
-    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", *args]
-    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE)
-    expected = [out_dir / f"{c.index:05d}.mkv" for c in chunks]
-    done = 0
-    # A segment is complete once the next one exists; report them as they finish.
-    while proc.poll() is None:
-        while done + 1 < len(expected) and expected[done + 1].exists():
-            _check_chunk(expected[done], chunks[done])
-            if on_chunk:
-                on_chunk(done, expected[done])
-            done += 1
+    """Decode once, encode each chunk with a fresh encoder: its first frame is an IDR frame by
+    construction, and every frame keeps its timestamp. Fast preset, near-lossless quality."""
+    pix_fmt = _intermediate_pix_fmt(p.pix_fmt)
+    paths: list[Path] = []
+    index = 0  # frame index, presentation order (the decoder outputs frames in that order)
+    with _opened(src) as container:
+        vs = _stream(container, p.video_index)
+        vs.thread_type = "AUTO"
+        time_base = vs.time_base
+        rate = vs.average_rate or vs.guessed_rate or Fraction(25)
+        writer: _ChunkWriter | None = None
         try:
-            proc.wait(0.2)
-        except subprocess.TimeoutExpired:
-            pass
-    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-    if proc.returncode != 0:
-        tail = " | ".join(err.strip().splitlines()[-4:])
-        raise VideoError(f"the video could not be decoded to the end ({tail})")
-    for i in range(done, len(expected)):
-        if not expected[i].exists():
-            raise VideoError(f"the video decoded to fewer frames than its {p.frames} listed: "
-                             f"chunk {i} is missing (the file is damaged)")
-        _check_chunk(expected[i], chunks[i])
-        if on_chunk:
-            on_chunk(i, expected[i])
-    return expected
+            for frame in container.decode(vs):
+                if index >= p.frames:
+                    raise VideoError(f"the video decodes to more frames than the {p.frames} its "
+                                     "index lists (the file is damaged)")
+                chunk = chunks[len(paths)]
+                if writer is None:
+                    writer = _ChunkWriter(out_dir / f"{chunk.index:05d}.mkv", frame, pix_fmt,
+                                          time_base, rate)
+                frame.pts = p.pts[index] if frame.pts is None else frame.pts
+                frame.time_base = time_base
+                writer.write(frame)
+                index += 1
+                if index == chunk.start + chunk.frames:
+                    writer.close()
+                    writer = None
+                    paths.append(out_dir / f"{chunk.index:05d}.mkv")
+                    _check_chunk(paths[-1], chunk)
+                    if on_chunk:
+                        on_chunk(chunk.index, paths[-1])
+        except av.error.FFmpegError as exc:
+            raise VideoError(f"the video cannot be decoded after frame {index} "
+                             f"({exc.strerror or exc})") from exc
+        finally:
+            if writer is not None:
+                writer.close()
+    if index != p.frames:
+        raise VideoError(f"the video decodes to {index} frames but its index lists {p.frames} "
+                         "(the file is truncated or damaged)")
+    return paths
+
+
+class _ChunkWriter:
+    """One intermediate chunk: libx264 (fast, near-lossless) in Matroska."""
+
+    def __init__(self, path: Path, first: Any, pix_fmt: str, time_base: Fraction,
+                 rate: Fraction):
+        self.container = av.open(str(path), "w", format="matroska")
+        self.stream = self.container.add_stream("libx264", rate=rate)
+        cc = self.stream.codec_context
+        cc.width, cc.height = first.width, first.height
+        cc.pix_fmt = pix_fmt
+        cc.time_base = time_base
+        cc.options = {"crf": "12", "preset": "veryfast", "tune": "fastdecode",
+                      "x264-params": "scenecut=0:open-gop=0:keyint=infinite"}
+        self.pix_fmt = pix_fmt
+
+    def write(self, frame: Any) -> None:
+        if frame.format.name != self.pix_fmt:
+            pts, tb = frame.pts, frame.time_base
+            frame = frame.reformat(format=self.pix_fmt)
+            frame.pts, frame.time_base = pts, tb
+        for packet in self.stream.encode(frame):
+            self.container.mux(packet)
+
+    def close(self) -> None:
+        for packet in self.stream.encode(None):
+            self.container.mux(packet)
+        self.container.close()
 
 
 def _check_chunk(path: Path, chunk: Chunk) -> None:
@@ -575,7 +620,7 @@ class StitchResult:
     size_bytes: int
 
 
-def stitch(original: str, p: Probe, chunks: list[Chunk], sources: list[str],
+def stitch(original: Source, p: Probe, chunks: list[Chunk], sources: list[Source],
            output: str | os.PathLike, fmt: str) -> StitchResult:
     """Join stylized chunks (``sources[i]`` holds ``chunks[i]``) into ``output``.
 
@@ -591,9 +636,9 @@ def stitch(original: str, p: Probe, chunks: list[Chunk], sources: list[str],
     dropped: list[str] = []
     copied: list[int] = []
     options = {"movflags": "+faststart"} if fmt in ("mp4", "mov") else {}
-    with _open(original) as orig, _open(tmp, "w", format=fmt, options=options) as dst:
+    with _opened(original) as orig, _opened(tmp, "w", format=fmt, options=options) as dst:
         ovs = _stream(orig, p.video_index)
-        with _open(sources[0]) as first:
+        with _opened(sources[0]) as first:
             out_video = dst.add_stream_from_template(first.streams.video[0])
         out_video.time_base = time_base
         if p.sar not in ("1:1", "0:1"):
@@ -649,7 +694,7 @@ def _stylized_packets(p: Probe, chunks: list[Chunk], sources: list[str], out_str
                       time_base: Fraction) -> Iterator[Any]:
     previous = p.pts[0] - _typical_gap(p.pts)
     for chunk, source in zip(chunks, sources):
-        with _open(source) as src:
+        with _opened(source) as src:
             packets = [pk for pk in src.demux(src.streams.video[0])
                        if pk.size and pk.pts is not None]
             if len(packets) != chunk.frames:
@@ -683,7 +728,7 @@ def _copied_packets(orig: Any, streams: dict[int, Any]) -> Iterator[Any]:
 
 def first_frame_image(src: str, p: Probe | None = None):
     """First frame of a video as a PIL image, shown as a viewer would (aspect, rotation)."""
-    with _open(src) as container:
+    with _opened(src) as container:
         frame = next(container.decode(container.streams.video[0]))
         image = frame.to_image()
     if p is not None:

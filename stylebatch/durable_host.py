@@ -112,7 +112,9 @@ class DurableHost:
         self.task_hub = task_hub
         self.orchestrators: dict[str, Callable[[str], str]] = {}
         self.activities: dict[str, tuple[Callable[..., Any], str]] = {}
-        for fn in app.get_functions():
+        # get_functions() may be called once per app (a second call sees every name twice).
+        self.functions = app.get_functions()
+        for fn in self.functions:
             trigger = fn.get_trigger()
             if trigger.type == "orchestrationTrigger":
                 self.orchestrators[getattr(trigger, "orchestration", None)
@@ -194,6 +196,12 @@ class DurableHost:
         self._pool.shutdown(wait=False, cancel_futures=True)
         if self._runner:
             asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self.loop).result(10)
+        try:  # the Durable SDK keeps one aiohttp session per process: close it with its loop
+            from azure.durable_functions.models.utils import http_utils
+
+            asyncio.run_coroutine_threadsafe(http_utils._close_session(), self.loop).result(10)
+        except Exception:
+            log.debug("could not close the Durable client session", exc_info=True)
         self.loop.call_soon_threadsafe(self.loop.stop)
 
     def wait_for(self, instance_id: str, timeout: float | None = None) -> Instance:
@@ -416,8 +424,12 @@ class DurableHost:
         name = request.match_info["name"]
         instance_id = request.match_info.get("id") or uuid.uuid4().hex
         body = await request.text()
+        # The client posts json.dumps(input) as a JSON body, i.e. a JSON string holding the
+        # input's JSON text; the orchestrator's context gets that text (ARCHITECTURE.md §5).
+        value = json.loads(body) if body else None
+        input_json = value if isinstance(value, str) or value is None else json.dumps(value)
         try:
-            self.start_instance(name, instance_id, body or None)
+            self.start_instance(name, instance_id, input_json)
         except KeyError as exc:
             return web.json_response({"ExceptionMessage": str(exc)}, status=400)
         except RuntimeError as exc:

@@ -38,7 +38,7 @@ class LocalFunctionHost:
         self.settings = settings
         self.http_routes: list[tuple[re.Pattern[str], set[str], Any, dict[str, str]]] = []
         self.blob_trigger: tuple[Any, str] | None = None
-        for fn in app.get_functions():
+        for fn in durable.functions:
             trigger = fn.get_trigger()
             names = {b.type: b.name for b in fn.get_bindings()}
             if trigger.type == "httpTrigger":

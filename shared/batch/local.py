@@ -53,7 +53,7 @@ class _Task:
 class LocalBatchBackend:
     """A pool of ``slots`` local workers behind the BatchBackend protocol."""
 
-    _shared: dict[tuple, "LocalBatchBackend"] = {}
+    _shared: dict[tuple, LocalBatchBackend] = {}
     _shared_lock = threading.Lock()
 
     def __init__(self, store: BlobStore, slots: int = 2, sas_ttl: timedelta = timedelta(hours=3),
@@ -71,7 +71,7 @@ class LocalBatchBackend:
         self._root = Path(tempfile.mkdtemp(prefix="stylebatch-nodes-"))
 
     @classmethod
-    def shared(cls, settings: Settings, store: BlobStore) -> "LocalBatchBackend":
+    def shared(cls, settings: Settings, store: BlobStore) -> LocalBatchBackend:
         key = (settings.storage_connection_string, settings.storage_account_url,
                settings.local_batch_slots)
         with cls._shared_lock:
