@@ -84,6 +84,8 @@ class Job:
             extra["video"] = {"width": pr["width"], "height": pr["height"], "fps": pr["fps"],
                               "duration_s": round(pr["duration_s"], 3),
                               "audio_streams": pr["audio_streams"], "rotation": pr["rotation"]}
+        if st.get("estimate"):
+            extra["estimate"] = st["estimate"]
         if "split_mode" in st:
             extra["split"] = st["split_mode"]
         if st.get("retries"):
@@ -130,6 +132,7 @@ def video_pipeline(context: df.DurableOrchestrationContext):
             job.publish("probing")
             result = job.expect_ok((yield from job.call("probe")))
             st.update(probe=result["probe"], style_blob=result["style_blob"],
+                      estimate=result.get("estimate"),
                       warnings=result["probe"].get("warnings", []), stage="split")
         if st["stage"] == "split":
             job.publish("splitting")

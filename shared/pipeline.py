@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from shared import plan
 from shared.batch import (
     BatchBackend,
     BlobRef,
@@ -132,7 +133,10 @@ def probe_job(ctx: Context, req: JobRequest) -> dict[str, Any]:
             raise
         return _bad(str(exc))
     ctx.store.write_json(WORK, _probe_blob(req.job_id), p.to_json())
-    return {"ok": True, "probe": p.summary(), "style_blob": style_blob}
+    estimate = plan.estimate_for_job(p.frames, p.width, p.height, req.model, ctx.settings,
+                                     chunk_frames=frames_per_chunk(ctx, p, req))
+    return {"ok": True, "probe": p.summary(), "style_blob": style_blob,
+            "estimate": estimate.to_status()}
 
 
 def load_probe(ctx: Context, job_id: str) -> Probe:
@@ -144,10 +148,10 @@ def load_probe(ctx: Context, job_id: str) -> Probe:
 
 
 def frames_per_chunk(ctx: Context, p: Probe, req: JobRequest) -> int:
-    """Frames per chunk: the job's option, else the setting; never more chunks than allowed."""
-    target = int(req.options.get("frames_per_chunk") or ctx.settings.frames_per_chunk)
-    minimum = -(-p.frames // ctx.settings.max_chunks)  # ceil: respect MAX_CHUNKS
-    return max(1, target, minimum)
+    """Frames per chunk: the job's option, else sized by ``shared.plan`` (CHUNK_TARGET_SECONDS
+    of work per task) or FRAMES_PER_CHUNK; never more than MAX_CHUNKS chunks."""
+    return plan.frames_per_chunk(p.frames, p.width, p.height, req.model, ctx.settings,
+                                 explicit=req.options.get("frames_per_chunk"))
 
 
 def split_job(ctx: Context, req: JobRequest) -> dict[str, Any]:

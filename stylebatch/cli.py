@@ -258,7 +258,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=os.environ.get("LOG_LEVEL", "WARNING"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    handler = getattr(args, "func", None) or args.handler
+    return int(handler(args) or 0)
 
 
 if __name__ == "__main__":

@@ -51,6 +51,16 @@ class NonDeterminismError(Exception):
     pass
 
 
+_app_functions: dict[int, list[Any]] = {}
+
+
+def app_functions(app: Any) -> list[Any]:
+    """``app.get_functions()``, once per app: a second call sees every name twice and raises."""
+    if id(app) not in _app_functions:
+        _app_functions[id(app)] = app.get_functions()
+    return _app_functions[id(app)]
+
+
 def _ts(t: datetime) -> str:
     assert t.tzinfo is not None, "timestamps must be timezone-aware"
     return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -112,8 +122,7 @@ class DurableHost:
         self.task_hub = task_hub
         self.orchestrators: dict[str, Callable[[str], str]] = {}
         self.activities: dict[str, tuple[Callable[..., Any], str]] = {}
-        # get_functions() may be called once per app (a second call sees every name twice).
-        self.functions = app.get_functions()
+        self.functions = app_functions(app)
         for fn in self.functions:
             trigger = fn.get_trigger()
             if trigger.type == "orchestrationTrigger":
