@@ -22,12 +22,19 @@ import azure.functions as func
 
 from functions.starter import build_request, start_job
 from shared import pipeline
-from shared.jobs import INCOMING, InvalidName, JobRequest, job_status, validate_blob_name, \
-    validate_job_id
+from shared.jobs import (
+    INCOMING,
+    InvalidName,
+    JobRequest,
+    job_status,
+    validate_blob_name,
+    validate_job_id,
+)
 from shared.settings import get_settings
 from shared.storage import get_store
 
 bp = df.Blueprint(http_auth_level=func.AuthLevel.FUNCTION)
+Client = df.DurableOrchestrationClient
 log = logging.getLogger(__name__)
 
 _TERMINAL_RUNTIME = {"Completed", "Failed", "Terminated", "Canceled"}
@@ -73,7 +80,7 @@ def status_from_orchestration(status: df.DurableOrchestrationStatus) -> dict[str
 
 @bp.route(route="jobs/{id}", methods=["GET"])
 @bp.durable_client_input(client_name="client")
-async def get_job(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+async def get_job(req: func.HttpRequest, client: Client) -> func.HttpResponse:
     job_id = req.route_params.get("id", "")
     try:
         validate_job_id(job_id)
@@ -88,7 +95,7 @@ async def get_job(req: func.HttpRequest, client: df.DurableOrchestrationClient) 
 
 @bp.route(route="jobs", methods=["GET"])
 @bp.durable_client_input(client_name="client")
-async def list_jobs(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+async def list_jobs(req: func.HttpRequest, client: Client) -> func.HttpResponse:
     try:
         limit = max(1, min(500, int(req.params.get("limit", "50"))))
     except ValueError:
@@ -102,7 +109,7 @@ async def list_jobs(req: func.HttpRequest, client: df.DurableOrchestrationClient
 
 @bp.route(route="jobs", methods=["POST"])
 @bp.durable_client_input(client_name="client")
-async def create_job(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+async def create_job(req: func.HttpRequest, client: Client) -> func.HttpResponse:
     try:
         body = req.get_json()
     except ValueError:
@@ -135,7 +142,7 @@ async def create_job(req: func.HttpRequest, client: df.DurableOrchestrationClien
 
 @bp.route(route="jobs/{id}", methods=["DELETE"])
 @bp.durable_client_input(client_name="client")
-async def cancel_job(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+async def cancel_job(req: func.HttpRequest, client: Client) -> func.HttpResponse:
     job_id = req.route_params.get("id", "")
     try:
         validate_job_id(job_id)

@@ -10,8 +10,9 @@ with its state, so the history (and every replay) stays short.
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from datetime import datetime, timedelta
-from typing import Any, Generator
+from typing import Any
 
 import azure.durable_functions as df
 

@@ -15,8 +15,8 @@ import azure.durable_functions as df
 
 from functions.orchestrator import ORCHESTRATOR, orchestration_options
 from shared.jobs import (
-    JobRequest,
     InvalidName,
+    JobRequest,
     new_job_request,
     style_from_path,
     validate_model,
@@ -35,7 +35,8 @@ def resolve_style(blob_name: str, metadata: dict[str, str], settings: Settings,
     """Style and model (contract): explicit values, else blob metadata `style`/`model`, else
     the first path segment (incoming/<style>/clip.mp4), else the app's defaults."""
     meta = {k.lower(): v for k, v in (metadata or {}).items()}
-    chosen_style = style or meta.get("style") or style_from_path(blob_name) or settings.default_style
+    chosen_style = (style or meta.get("style") or style_from_path(blob_name)
+                    or settings.default_style)
     chosen_model = model or meta.get("model") or settings.default_model
     return validate_style(chosen_style.lower()), validate_model(chosen_model.lower())
 

@@ -93,6 +93,8 @@ _ALIASES = {
     "storage_account_url": ("STORAGE__blobServiceUri", "STORAGE_ACCOUNT_URL"),
 }
 
+STORAGE_SETTING_NAMES = tuple(n for names in _ALIASES.values() for n in names)
+
 
 def _coerce(raw: str, default: Any) -> Any:
     if isinstance(default, bool):

@@ -9,7 +9,6 @@ instance has its own temporary data folder and is stopped (and the folder remove
 
 from __future__ import annotations
 
-import os
 import shutil
 import socket
 import subprocess
@@ -58,7 +57,7 @@ class Azurite:
         return (f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};"
                 f"AccountKey={AZURITE_KEY};BlobEndpoint={self.blob_endpoint};")
 
-    def start(self, timeout: float = 30.0) -> "Azurite":
+    def start(self, timeout: float = 30.0) -> Azurite:
         for _attempt in range(3):  # a port picked free can be taken before Azurite binds it
             self.port = free_port()
             log_path = Path(self.location) / "azurite.log"
@@ -94,7 +93,7 @@ class Azurite:
         if remove and self._own_location:
             shutil.rmtree(self.location, ignore_errors=True)
 
-    def __enter__(self) -> "Azurite":
+    def __enter__(self) -> Azurite:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

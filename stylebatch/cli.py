@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.jobs import INCOMING, MODELS, OUTGOING, STYLE_EXTENSIONS, STYLES, slugify
-from shared.settings import get_settings, reset_settings_cache
+from shared.settings import STORAGE_SETTING_NAMES, get_settings, reset_settings_cache
 
 REPO = Path(__file__).resolve().parent.parent
 ASSETS = REPO / "assets"
@@ -55,9 +55,7 @@ class LocalStack:
         from shared.storage import get_store
 
         os.environ.update(env or {})
-        if not (os.environ.get("STORAGE") or os.environ.get("STORAGE_CONNECTION_STRING")
-                or os.environ.get("STORAGE__blobServiceUri")
-                or os.environ.get("STORAGE_ACCOUNT_URL")):
+        if not any(os.environ.get(name) for name in STORAGE_SETTING_NAMES):
             from stylebatch.azurite import Azurite
 
             self.azurite = stack.enter_context(Azurite(location=azurite_dir))
@@ -254,7 +252,19 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _exit_on_sigterm() -> None:
+    """SIGTERM (e.g. `timeout`, a container stop) unwinds like Ctrl-C, so Azurite and the
+    local Batch tasks are stopped instead of being left behind."""
+    import signal
+
+    def handler(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, handler)
+
+
 def main(argv: list[str] | None = None) -> int:
+    _exit_on_sigterm()
     logging.basicConfig(level=os.environ.get("LOG_LEVEL", "WARNING"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)

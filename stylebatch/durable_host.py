@@ -28,10 +28,11 @@ import json
 import logging
 import threading
 import traceback
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Callable
+from typing import Any
 
 from aiohttp import web
 from dateutil.parser import isoparse
@@ -190,7 +191,7 @@ class DurableHost:
 
     # -- engine ------------------------------------------------------------------------------
 
-    def start_background(self) -> "DurableHost":
+    def start_background(self) -> DurableHost:
         self._thread = threading.Thread(target=self._dispatch_forever, daemon=True,
                                         name="durable-dispatcher")
         self._thread.start()
@@ -221,7 +222,8 @@ class DurableHost:
                 inst = self.instances.get(instance_id)
                 if inst is not None and inst.status not in RUNNING_STATES:
                     return inst
-                remaining = None if deadline is None else (deadline - datetime.now(UTC)).total_seconds()
+                remaining = (None if deadline is None
+                             else (deadline - datetime.now(UTC)).total_seconds())
                 if remaining is not None and remaining <= 0:
                     raise TimeoutError(f"instance {instance_id} still {inst and inst.status}")
                 self._cond.wait(0.5 if remaining is None else min(0.5, remaining))
@@ -397,7 +399,7 @@ class DurableHost:
 
     # -- the extension's HTTP API for DurableOrchestrationClient ----------------------------------
 
-    def serve_client_api(self) -> "DurableHost":
+    def serve_client_api(self) -> DurableHost:
         app = web.Application()
         app.router.add_post("/durabletask/orchestrators/{name}/{id}", self._h_start)
         app.router.add_post("/durabletask/orchestrators/{name}", self._h_start)
@@ -422,9 +424,11 @@ class DurableHost:
         return json.dumps({
             "taskHubName": self.task_hub,
             "creationUrls": {"createNewInstancePostUri": base + "orchestrators/{functionName}"},
-            "managementUrls": {"id": "INSTANCEID", "statusQueryGetUri": base + "instances/INSTANCEID"},
+            "managementUrls": {"id": "INSTANCEID",
+                               "statusQueryGetUri": base + "instances/INSTANCEID"},
             "baseUrl": base, "requiredQueryStringParameters": "", "rpcBaseUrl": base,
-            "httpBaseUrl": base, "maxGrpcMessageSizeInBytes": 0, "grpcHttpClientTimeout": "00:01:40",
+            "httpBaseUrl": base, "maxGrpcMessageSizeInBytes": 0,
+            "grpcHttpClientTimeout": "00:01:40",
         })
 
     async def _h_start(self, request: web.Request) -> web.Response:

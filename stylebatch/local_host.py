@@ -120,7 +120,7 @@ class BlobPoller:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name="blob-poller")
 
-    def start(self) -> "BlobPoller":
+    def start(self) -> BlobPoller:
         self._thread.start()
         return self
 

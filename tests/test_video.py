@@ -1,0 +1,119 @@
+"""shared.video on real clips: probe without decoding, frame-exact splits (stream copy at clean
+cuts; re-encode when the keyframes do not allow it), and retiming invariants."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+from shared.video import (
+    Chunk,
+    VideoError,
+    frame_timestamps,
+    plan_chunks,
+    probe,
+    retime_packets,
+    split,
+)
+from tests.conftest import BBB, BIKES, ffmpeg, framemd5
+
+
+@pytest.fixture(scope="module")
+def gop_clip(tmp_path_factory) -> Path:
+    """bikes with a closed GOP every 20 frames and B-frames (so copy cuts are possible)."""
+    out = tmp_path_factory.mktemp("gop") / "bikes_gop20.mp4"
+    ffmpeg("-i", str(BIKES), "-t", "4", "-c:v", "libx264", "-preset", "veryfast", "-g", "20",
+           "-keyint_min", "20", "-sc_threshold", "0", "-bf", "2", str(out))
+    return out
+
+
+def test_probe_reads_frames_timestamps_and_streams_without_decoding():
+    p = probe(str(BBB))
+    assert (p.width, p.height, p.frames, p.fps) == (1280, 720, 132, "25")
+    assert p.pts == sorted(p.pts) and len(set(p.pts)) == 132
+    audio = [s for s in p.streams if s.kind == "audio"]
+    assert len(audio) == 1 and audio[0].channels == 6
+    assert p.cuts == [0]  # one keyframe for the whole clip
+
+
+def test_single_keyframe_clip_is_split_by_reencode_into_exact_chunks(tmp_path):
+    p = probe(str(BBB))
+    mode, chunks = plan_chunks(p, 48)
+    assert mode == "reencode" and [c.frames for c in chunks] == [48, 48, 36]
+    paths = split(str(BBB), p, chunks, mode, tmp_path)
+    got = [frame_timestamps(path)[1] for path in paths]
+    assert [len(g) for g in got] == [48, 48, 36]
+    tb_in, pts_in = frame_timestamps(BBB)
+    tb_out, _ = frame_timestamps(paths[0])
+    # Every chunk keeps its frames' original presentation times (to the chunk's precision).
+    flat = [t * tb_out for g in got for t in g]
+    assert all(abs(a - b * tb_in) <= tb_out for a, b in zip(flat, pts_in, strict=True))
+
+
+def test_clean_gops_are_split_by_stream_copy_bit_exactly(gop_clip: Path, tmp_path):
+    p = probe(str(gop_clip))
+    assert p.cuts[:3] == [0, 20, 40]
+    mode, chunks = plan_chunks(p, 30)
+    assert mode == "copy"
+    assert all(c.start in p.cuts for c in chunks)
+    paths = split(str(gop_clip), p, chunks, mode, tmp_path)
+    # Decoding the chunks one after another gives exactly the original's frames.
+    original = [row[-1] for row in framemd5(gop_clip, "-map", "0:v", "-fps_mode", "passthrough")]
+    pieces = [row[-1] for path in paths
+              for row in framemd5(path, "-map", "0:v", "-fps_mode", "passthrough")]
+    assert pieces == original
+
+
+def test_plan_never_loses_or_duplicates_a_frame():
+    class FakeProbe:
+        def __init__(self, frames: int, cuts: list[int]):
+            self.frames, self.cuts = frames, cuts
+
+    rng = random.Random(7)
+    for _ in range(300):
+        n = rng.randint(1, 2000)
+        cuts = sorted({0, *rng.sample(range(n), min(n, rng.randint(0, 40)))})
+        target = rng.randint(1, 200)
+        _, chunks = plan_chunks(FakeProbe(n, cuts), target)  # type: ignore[arg-type]
+        assert chunks[0].start == 0
+        assert all(a.start + a.frames == b.start for a, b in zip(chunks, chunks[1:]))
+        assert chunks[-1].start + chunks[-1].frames == n
+        assert all(c.frames >= 1 for c in chunks)
+        assert [c.index for c in chunks] == list(range(len(chunks)))
+
+
+def test_retime_keeps_dts_increasing_and_before_pts():
+    rng = random.Random(3)
+    for _ in range(200):
+        n = rng.randint(1, 60)
+        shown = sorted(rng.sample(range(0, 100_000), n))
+        # a decode order with B-frame style reordering: swap some neighbours
+        decode = list(range(n))
+        for i in range(1, n - 1, 3):
+            if rng.random() < 0.5:
+                decode[i], decode[i + 1] = decode[i + 1], decode[i]
+        old_pts = [shown[k] for k in decode]
+        new = sorted(rng.sample(range(0, 10_000_000), n))
+        pts, dts = retime_packets(old_pts, new, room=500)
+        assert sorted(pts) == new
+        assert all(d <= p for d, p in zip(dts, pts, strict=True))
+        assert all(a < b for a, b in zip(dts, dts[1:]))
+
+
+@pytest.mark.parametrize("content,reason", [
+    (b"", "not a video"),
+    (b"just text\n" * 100, "not a video"),
+])
+def test_probe_rejects_non_video(tmp_path, content: bytes, reason: str):
+    path = tmp_path / "x.mp4"
+    path.write_bytes(content)
+    with pytest.raises(VideoError, match=reason) as err:
+        probe(str(path))
+    assert err.value.bad_input
+
+
+def test_chunk_dataclass_round_trips():
+    c = Chunk(3, 96, 48)
+    assert Chunk(**c.to_json()) == c
