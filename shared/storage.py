@@ -272,6 +272,10 @@ class BlobSource:
         return io.BufferedReader(BlobReader(self.store.blob(self.container, self.name),
                                             info.size), buffer_size=256 * 1024)
 
+    def url(self) -> str:
+        """A read-only SAS URL scoped to this blob, for tools that read URLs (ffmpeg)."""
+        return self.store.blob_sas_url(self.container, self.name)
+
     def __str__(self) -> str:
         return f"{self.container}/{self.name}"
 

@@ -17,7 +17,6 @@ the stitch gives stylized frame *i* the original frame *i*'s timestamp.
 
 from __future__ import annotations
 
-import heapq
 import json
 import logging
 import os
@@ -156,7 +155,7 @@ def restamp(encoded: str | os.PathLike, reference: str | os.PathLike,
         pts, dts = retime_packets([p.pts for p in packets], new_pts, _typical_gap(new_pts))
         tmp = Path(f"{output}.part{Path(output).suffix}")
         with _opened(tmp, "w") as dst:
-            out_stream = dst.add_stream_from_template(stream)
+            out_stream = dst.add_stream_from_template(stream, opaque=True)
             out_stream.time_base = time_base
             for packet, p, d in zip(packets, pts, dts):
                 packet.stream = out_stream
@@ -328,7 +327,7 @@ def probe(src: Source, *, limits: Limits = Limits(), size_bytes: int = 0) -> Pro
             raise VideoError(f"the video is {duration:.0f} s long, longer than "
                              f"MAX_DURATION_S={limits.max_duration_s:g}")
 
-        codec = cc.name
+        codec = cc.codec.canonical_name
         pts_decode: list[int] = []
         keyframes: list[int] = []  # decode positions of clean random-access points
         discarded = missing_pts = 0
@@ -512,7 +511,7 @@ def _split_copy(src: Source, p: Probe, chunks: list[Chunk], out_dir: Path,
                 close()
                 current, count = starts[position], 0
                 dst = av.open(str(out_dir / f"{current.index:05d}.mkv"), "w", format="matroska")
-                out_stream = dst.add_stream_from_template(vs)
+                out_stream = dst.add_stream_from_template(vs, opaque=True)
             assert dst is not None
             packet.stream = out_stream
             dst.mux(packet)
@@ -624,70 +623,80 @@ def stitch(original: Source, p: Probe, chunks: list[Chunk], sources: list[Source
            output: str | os.PathLike, fmt: str) -> StitchResult:
     """Join stylized chunks (``sources[i]`` holds ``chunks[i]``) into ``output``.
 
-    Every frame gets the original frame's timestamp; pixel aspect, rotation and stream
-    metadata are restored; every other stream of ``original`` (audio, subtitles) is copied
-    packet for packet. Streams the container cannot hold are dropped and reported.
+    1. PyAV joins the chunks' packets, giving every frame the original frame's timestamp and
+       restoring pixel aspect and rotation (an intermediate, video-only MP4);
+    2. ffmpeg's own stream copy adds every other stream of ``original`` — audio, subtitles,
+       data, attachments — with chapters and metadata, timestamps untouched (``-copyts``).
+    Streams the container refuses are dropped and reported (the job status shows them).
     """
     assert len(chunks) == len(sources) and chunks, "one source per chunk"
     assert sum(c.frames for c in chunks) == p.frames, "chunks must cover every frame"
     output = Path(output)
+    video_only = output.with_name(output.name + ".video.mp4")
     tmp = output.with_name(output.name + ".part")
     time_base = Fraction(p.time_base)
-    dropped: list[str] = []
-    copied: list[int] = []
-    options = {"movflags": "+faststart"} if fmt in ("mp4", "mov") else {}
-    with _opened(original) as orig, _opened(tmp, "w", format=fmt, options=options) as dst:
-        ovs = _stream(orig, p.video_index)
-        with _opened(sources[0]) as first:
-            out_video = dst.add_stream_from_template(first.streams.video[0])
-        out_video.time_base = time_base
-        if p.sar not in ("1:1", "0:1"):
+    try:
+        with _opened(video_only, "w", format="mp4") as dst:
+            with _opened(sources[0]) as first:
+                out_video = dst.add_stream_from_template(first.streams.video[0],
+                                                          opaque=True)
+            out_video.time_base = time_base
             num, den = (int(x) for x in p.sar.split(":"))
-            out_video.sample_aspect_ratio = Fraction(num, den)
-        if p.rotation:
-            out_video.set_display_rotation(p.rotation)
-        _copy_metadata(ovs, out_video)
-
-        others = {}
-        for s in orig.streams:
-            if s.index == p.video_index or _kind(s) not in ("audio", "subtitle", "data"):
-                if s.index != p.video_index:
-                    dropped.append(f"#{s.index} {_kind(s)}")
-                continue
-            try:
-                o = dst.add_stream_from_template(s)
-                _copy_metadata(s, o)
-                others[s.index] = o
-                copied.append(s.index)
-            except (ValueError, av.error.FFmpegError) as exc:
-                dropped.append(f"#{s.index} {_kind(s)} {s.codec_context.name} ({exc})")
-
-        video_packets = _stylized_packets(p, chunks, sources, out_video, time_base)
-        other_packets = _copied_packets(orig, others)
-        for packet in heapq.merge(video_packets, other_packets, key=_packet_time):
-            dst.mux(packet)
+            if num and den and num != den:
+                out_video.sample_aspect_ratio = Fraction(num, den)
+            if p.rotation:
+                out_video.set_display_rotation(p.rotation)
+            for packet in _stylized_packets(p, chunks, sources, out_video, time_base):
+                dst.mux(packet)
+        others = [s for s in p.streams if s.index != p.video_index and s.kind != "video"]
+        dropped: list[str] = []
+        try:
+            _mux_with_original(video_only, original, p, others, tmp, fmt)
+        except VideoError:
+            # A stream the output container cannot take (a data track, say): keep the rest.
+            keep = [s for s in others if s.kind in ("audio", "subtitle")]
+            dropped = [f"#{s.index} {s.kind} ({s.codec})" for s in others if s not in keep]
+            if not dropped:
+                raise
+            _mux_with_original(video_only, original, p, keep, tmp, fmt)
+            others = keep
+    finally:
+        video_only.unlink(missing_ok=True)
     frames = len(frame_timestamps(tmp)[1])
     if frames != p.frames:
+        tmp.unlink(missing_ok=True)
         raise VideoError(f"stitched video has {frames} frames, expected {p.frames}",
                          bad_input=False)
     os.replace(tmp, output)
-    return StitchResult(frames=frames, streams_copied=copied, streams_dropped=dropped,
-                        size_bytes=output.stat().st_size)
+    return StitchResult(frames=frames, streams_copied=[s.index for s in others],
+                        streams_dropped=dropped, size_bytes=output.stat().st_size)
 
 
-def _copy_metadata(src: Any, dst: Any) -> None:
-    for key in ("language", "title", "handler_name"):
-        if src.metadata.get(key):
-            dst.metadata[key] = src.metadata[key]
-    try:
-        dst.disposition = src.disposition
-    except (AttributeError, ValueError):
-        pass
+def _mux_with_original(video: Path, original: Source, p: Probe, streams: list[StreamInfo],
+                       out: Path, fmt: str) -> None:
+    src = original.url() if hasattr(original, "url") else str(original)
+    net = ["-rw_timeout", "60000000"] if src.startswith(("http://", "https://")) else []
+    args = ["-i", str(video), *net, "-i", src, "-map", "0:v:0"]
+    for s in streams:
+        args += ["-map", f"1:{s.index}"]
+    # Any explicit per-stream metadata mapping turns the default copying off, so map each.
+    args += ["-map_metadata", "1", "-map_metadata:s:0", f"1:s:{p.video_index}"]
+    for out_index, s in enumerate(streams, start=1):
+        args += [f"-map_metadata:s:{out_index}", f"1:s:{s.index}"]
+    args += ["-map_chapters", "1", "-c", "copy", "-copyts"]
+    num, den = (int(x) for x in p.sar.split(":"))
+    bsf = {"h264": "h264_metadata", "hevc": "hevc_metadata"}.get(_codec_of(video))
+    if bsf and num and den and num != den:
+        # Write the pixel aspect into the bitstream too: some players read only that.
+        args += ["-bsf:v:0", f"{bsf}=sample_aspect_ratio={num}/{den}"]
+    if fmt in ("mp4", "mov"):
+        args += ["-movflags", "+faststart"]
+    run_ffmpeg([*args, "-f", fmt, "-y", str(out)])
 
 
-def _packet_time(packet: Any) -> float:
-    t = packet.dts if packet.dts is not None else packet.pts
-    return float(t * packet.time_base) if t is not None else 0.0
+def _codec_of(path: Path) -> str:
+    with _opened(path) as c:
+        return c.streams.video[0].codec_context.codec.canonical_name
 
 
 def _stylized_packets(p: Probe, chunks: list[Chunk], sources: list[str], out_stream: Any,
@@ -709,17 +718,6 @@ def _stylized_packets(p: Probe, chunks: list[Chunk], sources: list[str], out_str
                 pk.pts, pk.dts = pt, dt
                 pk.duration = 0
                 yield pk
-
-
-def _copied_packets(orig: Any, streams: dict[int, Any]) -> Iterator[Any]:
-    if not streams:
-        return
-    in_streams = [_stream(orig, i) for i in streams]
-    for pk in orig.demux(*in_streams):
-        if pk.size == 0 and pk.pts is None and pk.dts is None:
-            continue  # flush packet
-        pk.stream = streams[pk.stream.index]
-        yield pk
 
 
 # --------------------------------------------------------------------------------------------
