@@ -192,15 +192,30 @@ def _continue(job: Job) -> None:
                                  "options": job.options})
 
 
-def _eta(job: Job) -> float | None:
+def _eta(job: Job, running: dict[str, int]) -> float | None:
+    """Seconds until the last chunk is done, from the speed measured so far.
+
+    Not just frames-left / frames-per-second: chunks run at most ``parallel`` at a time (the
+    most seen running at once), so a last wave of fewer chunks than slots runs slower than
+    the average. The remaining work is list-scheduled onto the slots at the measured per-task
+    speed, which is what a user waiting on the last chunk actually experiences.
+    """
     st = job.state
-    total = int(st["probe"]["frames"])
     done = int(st.get("frames_done", 0))
     started = datetime.fromisoformat(st["scoring_started"].replace("Z", "+00:00"))
     elapsed = (_now(job.context) - started).total_seconds()
+    parallel = max(1, int(st.get("max_running", 1)))
     if done <= 0 or elapsed <= 0:
         return None
-    return (total - done) / (done / elapsed)
+    per_task = done / (elapsed * parallel)  # frames per second of one task
+    codes, chunks = st["codes"], st["chunks"]
+    # Running chunks hold their slots now; pending ones start in order as slots free up.
+    left = [chunks[i][1] - running.get(str(i), 0) for i in range(len(chunks)) if codes[i] == "R"]
+    left += [chunks[i][1] for i in range(len(chunks)) if codes[i] == "P"]
+    slots = [0.0] * parallel
+    for work in left:
+        slots[slots.index(min(slots))] += work
+    return max(slots) / per_task
 
 
 def _monitor_chunks(job: Job) -> Generator[Any, Any, bool]:
@@ -210,6 +225,7 @@ def _monitor_chunks(job: Job) -> Generator[Any, Any, bool]:
     while True:
         p = yield from job.call("progress", attempts=st["attempts"])
         st["codes"], st["frames_done"] = p["states"], p["frames_done"]
+        st["max_running"] = max(int(st.get("max_running", 1)), st["codes"].count("R"))
         resubmit: dict[str, int] = {}
         for failure in p["failures"]:
             chunk = str(failure["chunk"])
@@ -230,7 +246,7 @@ def _monitor_chunks(job: Job) -> Generator[Any, Any, bool]:
         elif st["codes"] and set(st["codes"]) == {"S"}:
             st["frames_done"] = int(st["probe"]["frames"])
             return True
-        job.publish("scoring", eta=_eta(job))
+        job.publish("scoring", eta=_eta(job, p.get("running", {})))
         rounds += 1
         if rounds >= job.rounds_per_generation:
             _continue(job)

@@ -288,6 +288,7 @@ def progress_job(ctx: Context, req: JobRequest, attempts: dict[str, int],
     n = max((int(i) for i in attempts), default=-1) + 1
     codes = ["-"] * n
     failures = []
+    running: dict[str, int] = {}  # chunk -> frames done so far, for the ETA
     frames_done = 0
     chunk_frames = {c.index: c.frames for c in load_chunks(ctx, req.job_id)} if attempts else {}
     for task_id, index in wanted.items():
@@ -298,12 +299,14 @@ def progress_job(ctx: Context, req: JobRequest, attempts: dict[str, int],
         if t.state == "succeeded":
             frames_done += chunk_frames.get(index, 0)
         elif t.state == "running":
-            frames_done += min(t.frames_done, chunk_frames.get(index, 0))
+            partial = min(t.frames_done, chunk_frames.get(index, 0))
+            frames_done += partial
+            running[str(index)] = partial
         elif t.state == "failed":
             failures.append({"chunk": index, "task": task_id, "exit_code": t.exit_code,
                              "bad_input": t.bad_input, "error": _short(t.error), "log": t.log})
     result: dict[str, Any] = {"states": "".join(codes), "failures": failures,
-                              "frames_done": frames_done}
+                              "frames_done": frames_done, "running": running}
     if train_attempt:
         t = by_id.get(train_task_id(train_attempt))
         result["train"] = None if t is None else {

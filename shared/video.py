@@ -305,10 +305,35 @@ def probe(src: Source, *, limits: Limits = Limits(), size_bytes: int = 0) -> Pro
     ``src`` is a path or a URL (a SAS URL: ffmpeg reads it with range requests).
     Raises VideoError(bad_input=True) with a human-readable reason for unusable input.
     """
+    try:
+        return _probe(src, limits, size_bytes)
+    except VideoError as exc:
+        if exc.bad_input and "no container format" in str(exc) and _looks_like_iso_bmff(src):
+            raise VideoError("the MP4/MOV file is incomplete: its index (moov box) is missing, "
+                             "so the upload was probably cut short") from exc
+        raise
+
+
+def _looks_like_iso_bmff(src: Source) -> bool:
+    """An MP4/MOV starts with a box whose type is ftyp (or a free/mdat box before moov)."""
+    try:
+        if isinstance(src, str | os.PathLike):
+            with open(src, "rb") as fh:
+                head = fh.read(12)
+        else:
+            with src.open() as fh:
+                head = fh.read(12)
+    except OSError:
+        return False
+    return head[4:8] in (b"ftyp", b"mdat", b"free", b"wide", b"moov")
+
+
+def _probe(src: Source, limits: Limits, size_bytes: int) -> Probe:
     with _opened(src) as container:
         fmt = container.format.name
         if fmt in _IMAGE_FORMATS or fmt.endswith("_pipe"):
-            raise VideoError(f"not a video: the file is a still image ({fmt.replace('_pipe', '')})")
+            kind = fmt.replace("_pipe", "")
+            raise VideoError(f"not a video: the file is a still image ({kind})")
         streams = [_stream_info(s) for s in container.streams]
         videos = [s for s in container.streams if _kind(s) == "video"]
         if not videos:
@@ -331,10 +356,16 @@ def probe(src: Source, *, limits: Limits = Limits(), size_bytes: int = 0) -> Pro
         pts_decode: list[int] = []
         keyframes: list[int] = []  # decode positions of clean random-access points
         discarded = missing_pts = 0
+        stream_end = 0.0  # where the last packet of any stream ends, in seconds
         try:
-            for packet in container.demux(vs):
+            for packet in container.demux():
                 if packet.size == 0 and packet.pts is None:
                     continue  # flush packet
+                if packet.pts is not None and packet.time_base:
+                    end = float((packet.pts + (packet.duration or 0)) * packet.time_base)
+                    stream_end = max(stream_end, end)
+                if packet.stream.index != video_index:
+                    continue
                 if packet.is_discard:
                     discarded += 1
                     continue
@@ -359,6 +390,11 @@ def probe(src: Source, *, limits: Limits = Limits(), size_bytes: int = 0) -> Pro
         if missing_pts:
             raise VideoError(f"{missing_pts} video packets carry no timestamps; remux the file "
                              f"(e.g. into mp4 or mkv) and upload it again")
+        start = float(container.start_time / av.time_base) if container.start_time else 0.0
+        if duration > 1.0 and stream_end - start < 0.9 * duration - 0.25:
+            # Formats without a frame index (Matroska, WebM) just stop where the bytes stop.
+            raise VideoError(f"the file is truncated: its streams stop at "
+                             f"{stream_end - start:.1f} s of the {duration:.1f} s it announces")
         sar = vs.sample_aspect_ratio or cc.sample_aspect_ratio
         width, height = cc.width, cc.height
         fps = str(vs.average_rate or vs.guessed_rate or Fraction(25))
@@ -638,8 +674,9 @@ def stitch(original: Source, p: Probe, chunks: list[Chunk], sources: list[Source
     try:
         with _opened(video_only, "w", format="mp4") as dst:
             with _opened(sources[0]) as first:
-                out_video = dst.add_stream_from_template(first.streams.video[0],
-                                                          opaque=True)
+                template = first.streams.video[0]
+                codec = template.codec_context.codec.canonical_name
+                out_video = dst.add_stream_from_template(template, opaque=True)
             out_video.time_base = time_base
             num, den = (int(x) for x in p.sar.split(":"))
             if num and den and num != den:
@@ -651,14 +688,14 @@ def stitch(original: Source, p: Probe, chunks: list[Chunk], sources: list[Source
         others = [s for s in p.streams if s.index != p.video_index and s.kind != "video"]
         dropped: list[str] = []
         try:
-            _mux_with_original(video_only, original, p, others, tmp, fmt)
+            _mux_with_original(video_only, codec, original, p, others, tmp, fmt)
         except VideoError:
             # A stream the output container cannot take (a data track, say): keep the rest.
             keep = [s for s in others if s.kind in ("audio", "subtitle")]
             dropped = [f"#{s.index} {s.kind} ({s.codec})" for s in others if s not in keep]
             if not dropped:
                 raise
-            _mux_with_original(video_only, original, p, keep, tmp, fmt)
+            _mux_with_original(video_only, codec, original, p, keep, tmp, fmt)
             others = keep
     finally:
         video_only.unlink(missing_ok=True)
@@ -672,8 +709,8 @@ def stitch(original: Source, p: Probe, chunks: list[Chunk], sources: list[Source
                         streams_dropped=dropped, size_bytes=output.stat().st_size)
 
 
-def _mux_with_original(video: Path, original: Source, p: Probe, streams: list[StreamInfo],
-                       out: Path, fmt: str) -> None:
+def _mux_with_original(video: Path, codec: str, original: Source, p: Probe,
+                       streams: list[StreamInfo], out: Path, fmt: str) -> None:
     src = original.url() if hasattr(original, "url") else str(original)
     net = ["-rw_timeout", "60000000"] if src.startswith(("http://", "https://")) else []
     args = ["-i", str(video), *net, "-i", src, "-map", "0:v:0"]
@@ -685,18 +722,13 @@ def _mux_with_original(video: Path, original: Source, p: Probe, streams: list[St
         args += [f"-map_metadata:s:{out_index}", f"1:s:{s.index}"]
     args += ["-map_chapters", "1", "-c", "copy", "-copyts"]
     num, den = (int(x) for x in p.sar.split(":"))
-    bsf = {"h264": "h264_metadata", "hevc": "hevc_metadata"}.get(_codec_of(video))
+    bsf = {"h264": "h264_metadata", "hevc": "hevc_metadata"}.get(codec)
     if bsf and num and den and num != den:
         # Write the pixel aspect into the bitstream too: some players read only that.
         args += ["-bsf:v:0", f"{bsf}=sample_aspect_ratio={num}/{den}"]
     if fmt in ("mp4", "mov"):
         args += ["-movflags", "+faststart"]
     run_ffmpeg([*args, "-f", fmt, "-y", str(out)])
-
-
-def _codec_of(path: Path) -> str:
-    with _opened(path) as c:
-        return c.streams.video[0].codec_context.codec.canonical_name
 
 
 def _stylized_packets(p: Probe, chunks: list[Chunk], sources: list[str], out_stream: Any,

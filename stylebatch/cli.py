@@ -167,10 +167,12 @@ def _follow(local: LocalStack, job_id: str, quiet: bool = False) -> dict[str, An
         if resp.status_code == 200:
             status = json.loads(resp.get_body())
             line = _bar(status)
-            if not quiet and line != last:
+            # On a terminal the bar redraws in place; in a log, one line per real change.
+            key = line if tty else line.split("  ETA")[0]
+            if not quiet and key != last:
                 print(("\r" if tty else "") + line + ("" if tty else "\n"), end="",
                       file=sys.stderr, flush=True)
-                last = line
+                last = key
             if status["state"] in ("completed", "failed", "cancelled"):
                 return status
         time.sleep(0.5)
