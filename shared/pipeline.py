@@ -236,9 +236,11 @@ def train_task(req: JobRequest, settings: Settings, chunks: list[Chunk], attempt
     resources = [ResourceFile(BlobRef(STYLES, style_blob), style_file)]
     resources += [ResourceFile(BlobRef(WORK, chunk_blob(req.job_id, i)), f"content/{i:05d}.mkv")
                   for i in picks]
-    command = ["python", "-m", "scoring", "train", "--style", style_file, "--content", "content",
-               "--output", "model.pt",
-               "--steps", str(req.options.get("train_steps", settings.train_steps))]
+    command = ["python", "-m", "scoring", "train", "--style", style_file, "--output", "model.pt",
+               "--steps", str(req.options.get("train_steps", settings.train_steps)),
+               "--log-every", "1"]
+    for i in picks:
+        command += ["--content", f"content/{i:05d}.mkv"]
     return TaskSpec(
         id=task_id, command=command, resource_files=resources,
         output_files=[

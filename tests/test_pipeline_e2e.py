@@ -148,3 +148,30 @@ def test_post_starts_a_job_for_an_existing_blob_and_is_idempotent(harness: Harne
     for bad in ({"blob": "../x.mp4"}, {"blob": name, "style": "Bad Style!"}, {"nope": 1}):
         assert harness.functions.http("POST", "/api/jobs", bad).status_code == 400, bad
     assert harness.functions.http("POST", "/api/jobs", {"blob": "missing.mp4"}).status_code == 404
+
+
+def test_fast_model_with_a_new_style_trains_first_then_scores(make_harness, clips, tmp_path):
+    from PIL import Image
+
+    h = make_harness(TRAIN_STEPS="3")
+    # A style nobody has trained a model for: stripes.
+    stripes = np.zeros((96, 96, 3), np.uint8)
+    stripes[:, ::12] = (255, 40, 0)
+    stripes[::12, :] = (0, 80, 255)
+    path = tmp_path / "stripes.png"
+    Image.fromarray(stripes).save(path)
+    h.store.upload_file("styles", "stripes.png", path)
+    assert not h.store.exists("models", "stripes.pt")
+
+    name = h.upload(clips["bbb_small"], style="stripes", model="fast")
+    h.functions.trigger_blob(name)
+    final, seen = h.watch(h.job_id_for(name))
+    assert final["state"] == "completed", final
+    assert "training" in seen and seen.index("training") < seen.index("scoring")
+    assert final["model"] == "fast" and final["frames"]["done"] == 40
+    assert h.store.exists("models", "stripes.pt")  # the next job with this style reuses it
+
+    again = h.upload(clips["bbb_small"], style="stripes", model="fast")
+    h.functions.trigger_blob(again)
+    final2, seen2 = h.watch(h.job_id_for(again))
+    assert final2["state"] == "completed" and "training" not in seen2
