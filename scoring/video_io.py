@@ -21,10 +21,10 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
-import av
 import numpy as np
 
 from shared.video import VideoError, ffmpeg_exe
+from shared.video import probe as shared_probe
 
 # 4:2:0 / 4:2:2 formats need even sizes with x264/x265/nvenc; odd sizes fall back to 4:4:4.
 _SUBSAMPLED = ("yuv420", "yuvj420", "nv12", "yuv422", "yuvj422", "nv16")
@@ -40,33 +40,16 @@ class VideoInfo:
 
 
 def probe(path: str | Path) -> VideoInfo:
-    """Read the first video stream's size and rate. Raises VideoError(bad_input=True)."""
+    """The first video stream's size and rate (``shared.video.probe`` on a local chunk).
+    Raises VideoError(bad_input=True) with a readable reason."""
     path = Path(path)
     if not path.is_file():
         raise VideoError(f"input file not found: {path}")
-    try:
-        with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise VideoError("the input has no video stream")
-            stream = container.streams.video[0]
-            ctx = stream.codec_context
-            width, height = int(ctx.width or 0), int(ctx.height or 0)
-            rate = stream.average_rate or stream.guessed_rate or Fraction(25)
-            frames = int(stream.frames or 0)
-            codec = ctx.name
-    except VideoError:
-        raise
-    except av.error.InvalidDataError as exc:
-        raise VideoError("not a video file, or a damaged one (no container format recognised)") \
-            from exc
-    except (av.error.FFmpegError, OSError) as exc:
-        raise VideoError(f"cannot open the input video: {exc}") from exc
-    if width <= 0 or height <= 0:
-        raise VideoError("the video stream has no frame size (damaged file?)")
-    rate = Fraction(rate).limit_denominator(1_000_000)
+    p = shared_probe(str(path))
+    rate = Fraction(p.fps).limit_denominator(1_000_000)
     if rate <= 0 or rate > 1000:
         rate = Fraction(25)
-    return VideoInfo(width, height, rate, frames, codec)
+    return VideoInfo(p.width, p.height, rate, p.frames, p.codec)
 
 
 def _tail(data: bytes, lines: int = 4) -> str:

@@ -390,11 +390,11 @@ def _probe(src: Source, limits: Limits, size_bytes: int) -> Probe:
         if missing_pts:
             raise VideoError(f"{missing_pts} video packets carry no timestamps; remux the file "
                              f"(e.g. into mp4 or mkv) and upload it again")
-        start = float(container.start_time / av.time_base) if container.start_time else 0.0
-        if duration > 1.0 and stream_end - start < 0.9 * duration - 0.25:
-            # Formats without a frame index (Matroska, WebM) just stop where the bytes stop.
-            raise VideoError(f"the file is truncated: its streams stop at "
-                             f"{stream_end - start:.1f} s of the {duration:.1f} s it announces")
+        if "matroska" in fmt and duration > 1.0 and stream_end < 0.9 * duration - 0.25:
+            # Matroska/WebM have no frame index: a cut file just stops where the bytes stop.
+            # Its header's duration is where the streams end (an absolute time), so compare that.
+            raise VideoError(f"the file is truncated: its streams stop at {stream_end:.1f} s "
+                             f"of the {duration:.1f} s it announces")
         sar = vs.sample_aspect_ratio or cc.sample_aspect_ratio
         width, height = cc.width, cc.height
         fps = str(vs.average_rate or vs.guessed_rate or Fraction(25))

@@ -17,12 +17,9 @@ from tests.batch.fake_batch_api import FakeBatchService
 
 
 @pytest.fixture(scope="session")
-def batch_azurite() -> Iterator[Azurite]:
-    az = Azurite().start()
-    try:
-        yield az
-    finally:
-        az.stop()
+def batch_azurite(azurite: Azurite) -> Azurite:
+    """The suite's one Azurite (tests/conftest.py)."""
+    return azurite
 
 
 @pytest.fixture(scope="session")
