@@ -124,11 +124,16 @@ def _pad_reflect(x: torch.Tensor, pad: tuple[int, int, int, int]) -> torch.Tenso
     return x
 
 
-def save_model(net: TransformerNet, path: str | Path, cfg: NetConfig | None = None) -> None:
-    """Write the weights with their config, atomically. Tensors and plain values only."""
+def save_model(net: TransformerNet, path: str | Path, cfg: NetConfig | None = None,
+               half: bool = False) -> None:
+    """Write the weights with their config, atomically. Tensors and plain values only.
+
+    ``half`` stores fp16 (half the size, for shipping; loading converts back to fp32)."""
     cfg = cfg or net.cfg
     path = Path(path)
-    state = {k: v.detach().to("cpu", torch.float32).clone() for k, v in net.state_dict().items()}
+    dtype = torch.float16 if half else torch.float32
+    state = {k: v.detach().to("cpu", dtype if v.is_floating_point() else v.dtype).clone()
+             for k, v in net.state_dict().items()}
     tmp = path.with_name(f".{path.name}.tmp")
     torch.save({"format": FORMAT, "config": asdict(cfg), "state_dict": state}, tmp)
     tmp.replace(path)
@@ -145,5 +150,8 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> Transfor
 
 
 if __name__ == "__main__":
+    # python -m scoring.transformer_net [MODEL [--half OUT]]: describe a model (or store it fp16)
     m = load_model(sys.argv[1]) if len(sys.argv) > 1 else TransformerNet()
     print(m.cfg, f"{sum(p.numel() for p in m.parameters()) / 1e6:.2f} M parameters")
+    if len(sys.argv) == 4 and sys.argv[2] == "--half":
+        save_model(m, sys.argv[3], half=True)
