@@ -56,6 +56,11 @@ param maxGpuNodes int = 4
 @description('Use Spot (low-priority) nodes instead of dedicated ones: much cheaper, may be evicted (Batch requeues the task).')
 param useSpotNodes bool = true
 
+@description('With Spot nodes: dedicated nodes the pool may add when Spot capacity is preempted or unavailable (0 = Spot only).')
+@minValue(0)
+@maxValue(100)
+param dedicatedFallbackNodes int = 1
+
 @description('Batch pool id the app submits to.')
 param batchPoolId string = 'stylebatch-gpu'
 
@@ -152,7 +157,8 @@ module batch 'modules/batch-account.bicep' = {
 }
 
 // The GPU pool: infra/batch/pool.bicep, owned by the Batch engineer (autoscale formula, node
-// image, start task). Spot or dedicated: one cap is maxGpuNodes, the other 0.
+// image, start task). Spot: up to maxGpuNodes Spot nodes, plus up to dedicatedFallbackNodes
+// dedicated ones while Spot is preempted; dedicated only: maxGpuNodes dedicated nodes.
 module pool 'batch/pool.bicep' = {
   name: 'batch-pool'
   scope: rg
@@ -164,7 +170,7 @@ module pool 'batch/pool.bicep' = {
     applicationPackageName: batch.outputs.applicationName
     maxNodes: maxGpuNodes
     maxSpotNodes: useSpotNodes ? maxGpuNodes : 0
-    maxDedicatedNodes: useSpotNodes ? 0 : maxGpuNodes
+    maxDedicatedNodes: useSpotNodes ? min(dedicatedFallbackNodes, maxGpuNodes) : maxGpuNodes
     subnetId: batchSubnetId
   }
 }
@@ -212,6 +218,8 @@ module functionApp 'modules/functionapp.bicep' = {
       BATCH_VM_SIZE: pool.outputs.vmSize
       BATCH_MAX_NODES: string(maxGpuNodes)
       BATCH_SPOT: useSpotNodes ? 'true' : 'false'
+      // Chunks sized to ~2 GPU-minutes each (start-up overhead vs rework after a failure).
+      CHUNK_TARGET_SECONDS: '120'
     }
   }
   // The host needs its storage roles before it first starts.
