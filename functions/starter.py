@@ -75,5 +75,3 @@ async def start_job(client: df.DurableOrchestrationClient, req: JobRequest,
         raise
     return req.job_id, True
 
-
-__all__ = ["InvalidName", "build_request", "resolve_style", "start_job"]

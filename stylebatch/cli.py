@@ -73,8 +73,7 @@ class LocalStack:
                                    clock=RealClock() if real_clock else VirtualClock())
         self.durable.serve_client_api().start_background()
         stack.callback(self.durable.stop)
-        self.functions = LocalFunctionHost(function_app.app, self.durable, self.store,
-                                           self.settings)
+        self.functions = LocalFunctionHost(function_app.app, self.durable, self.store)
         stack.callback(self._stop_backend)
 
     def _stop_backend(self) -> None:

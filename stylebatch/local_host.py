@@ -23,7 +23,6 @@ import azure.functions as func
 from aiohttp import web
 
 from shared.jobs import INCOMING
-from shared.settings import Settings
 from shared.storage import BlobStore
 from stylebatch.durable_host import DurableHost
 
@@ -31,11 +30,10 @@ log = logging.getLogger(__name__)
 
 
 class LocalFunctionHost:
-    def __init__(self, app: Any, durable: DurableHost, store: BlobStore, settings: Settings):
+    def __init__(self, app: Any, durable: DurableHost, store: BlobStore):
         self.app = app
         self.durable = durable
         self.store = store
-        self.settings = settings
         self.http_routes: list[tuple[re.Pattern[str], set[str], Any, dict[str, str]]] = []
         self.blob_trigger: tuple[Any, str] | None = None
         for fn in durable.functions:

@@ -90,8 +90,7 @@ class Harness:
         self.durable = DurableHost(function_app.app, clock=VirtualClock(),
                                    on_idle=lambda s: self.backend.wait_for_change(min(s, 3.0)))
         self.durable.serve_client_api().start_background()
-        self.functions = LocalFunctionHost(function_app.app, self.durable, self.store,
-                                           self.settings)
+        self.functions = LocalFunctionHost(function_app.app, self.durable, self.store)
 
     def upload(self, path: Path, name: str | None = None, **metadata: str) -> str:
         name = name or f"{uuid.uuid4().hex[:8]}-{path.name}"
