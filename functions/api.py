@@ -49,6 +49,15 @@ def _error(status: int, message: str) -> func.HttpResponse:
     return _json({"error": message}, status)
 
 
+def _route_job_id(req: func.HttpRequest) -> tuple[str, func.HttpResponse | None]:
+    """The {id} route parameter, or a 400 response when it is not a well-formed job id."""
+    job_id = req.route_params.get("id", "")
+    try:
+        return validate_job_id(job_id), None
+    except InvalidName as exc:
+        return job_id, _error(400, str(exc))
+
+
 def status_from_orchestration(status: df.DurableOrchestrationStatus) -> dict[str, Any] | None:
     """The job status JSON for an orchestration status (None when it is not a job)."""
     runtime = status.runtime_status.value if status.runtime_status else None
@@ -81,11 +90,9 @@ def status_from_orchestration(status: df.DurableOrchestrationStatus) -> dict[str
 @bp.route(route="jobs/{id}", methods=["GET"])
 @bp.durable_client_input(client_name="client")
 async def get_job(req: func.HttpRequest, client: Client) -> func.HttpResponse:
-    job_id = req.route_params.get("id", "")
-    try:
-        validate_job_id(job_id)
-    except InvalidName as exc:
-        return _error(400, str(exc))
+    job_id, invalid = _route_job_id(req)
+    if invalid:
+        return invalid
     status = await client.get_status(job_id, show_input=True)
     body = status_from_orchestration(status) if status else None
     if body is None:
@@ -143,11 +150,9 @@ async def create_job(req: func.HttpRequest, client: Client) -> func.HttpResponse
 @bp.route(route="jobs/{id}", methods=["DELETE"])
 @bp.durable_client_input(client_name="client")
 async def cancel_job(req: func.HttpRequest, client: Client) -> func.HttpResponse:
-    job_id = req.route_params.get("id", "")
-    try:
-        validate_job_id(job_id)
-    except InvalidName as exc:
-        return _error(400, str(exc))
+    job_id, invalid = _route_job_id(req)
+    if invalid:
+        return invalid
     status = await client.get_status(job_id)
     runtime = status.runtime_status.value if status and status.runtime_status else None
     if runtime is None:

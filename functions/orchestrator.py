@@ -146,20 +146,18 @@ def video_pipeline(context: df.DurableOrchestrationContext):
                 st["train_attempt"] = 0 if exists["exists"] else 1
                 if not exists["exists"]:
                     st["train"] = {"state": "pending", "progress": 0}
-        if st["stage"] == "submit":
-            if st.get("train_attempt"):
-                job.publish("training")
-                yield from job.call("submit", attempts={}, style_blob=st["style_blob"],
-                                    train_attempt=st["train_attempt"])
-                st["stage"] = "train"
-            else:
-                job.publish("scoring")
-                yield from job.call("submit", attempts=st["attempts"], style_blob=st["style_blob"])
-                st.update(stage="monitor", scoring_started=_iso(_now(context)))
+        if st["stage"] == "submit" and st.get("train_attempt"):
+            job.publish("training")
+            yield from job.call("submit", attempts={}, style_blob=st["style_blob"],
+                                train_attempt=st["train_attempt"])
+            st["stage"] = "train"
         if st["stage"] == "train":
             done = yield from _monitor_training(job)
             if not done:
                 return None  # continued as new
+            st["stage"] = "submit"
+        if st["stage"] == "submit":
+            job.publish("scoring")
             yield from job.call("submit", attempts=st["attempts"], style_blob=st["style_blob"])
             st.update(stage="monitor", scoring_started=_iso(_now(context)))
         if st["stage"] == "monitor":

@@ -56,6 +56,26 @@ def _tail(data: bytes, lines: int = 4) -> str:
     return " | ".join(data.decode(errors="replace").strip().splitlines()[-lines:])
 
 
+class _Ffmpeg:
+    """One ffmpeg process whose stderr is drained on a thread, so a full pipe never stalls it
+    and its last words are at hand when it fails."""
+
+    def __init__(self, cmd: list[str], **popen: object):
+        self.proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, **popen)  # type: ignore[call-overload]
+        self.stderr = b""
+        self._drain = threading.Thread(target=self._read_stderr, daemon=True)
+        self._drain.start()
+
+    def _read_stderr(self) -> None:
+        assert self.proc.stderr is not None
+        self.stderr = self.proc.stderr.read()
+
+    def wait(self) -> int:
+        rc = self.proc.wait()
+        self._drain.join()
+        return rc
+
+
 class FrameReader:
     """Iterate the decoded frames of a video as uint8 arrays [H, W, 3] (RGB), in display order."""
 
@@ -65,16 +85,9 @@ class FrameReader:
                "-threads", str(threads), "-noautorotate", "-i", str(path),
                "-map", "0:v:0", "-an", "-sn", "-dn", "-fps_mode", "passthrough",
                "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
-        self._proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                      bufsize=0)
-        self._stderr = b""
-        self._drain = threading.Thread(target=self._read_stderr, daemon=True)
-        self._drain.start()
+        self._ff = _Ffmpeg(cmd, stdout=subprocess.PIPE, bufsize=0)
+        self._proc = self._ff.proc
         self.count = 0
-
-    def _read_stderr(self) -> None:
-        assert self._proc.stderr is not None
-        self._stderr = self._proc.stderr.read()
 
     def __iter__(self) -> Iterator[np.ndarray]:
         w, h = self.info.width, self.info.height
@@ -86,10 +99,9 @@ class FrameReader:
                 break
             self.count += 1
             yield np.frombuffer(buf, dtype=np.uint8).reshape(h, w, 3)
-        rc = self._proc.wait()
-        self._drain.join()
+        rc = self._ff.wait()
         if rc != 0:
-            raise VideoError(f"decoding failed after {self.count} frames: {_tail(self._stderr)}",
+            raise VideoError(f"decoding failed after {self.count} frames: {_tail(self._ff.stderr)}",
                              bad_input=False)
         if self.count == 0:
             raise VideoError("the video stream has no decodable frames")
@@ -176,15 +188,9 @@ class FrameWriter:
                "-framerate", f"{rate.numerator}/{rate.denominator}", "-i", "pipe:0",
                "-an", "-c:v", self.codec, *quality, "-pix_fmt", self.pix_fmt,
                "-threads", str(opts.threads), "-fps_mode", "passthrough", str(path)]
-        self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
-        self._stderr = b""
-        self._drain = threading.Thread(target=self._read_stderr, daemon=True)
-        self._drain.start()
+        self._ff = _Ffmpeg(cmd, stdin=subprocess.PIPE)
+        self._proc = self._ff.proc
         self.count = 0
-
-    def _read_stderr(self) -> None:
-        assert self._proc.stderr is not None
-        self._stderr = self._proc.stderr.read()
 
     def write(self, frame: np.ndarray) -> None:
         assert frame.shape == (self.height, self.width, 3) and frame.dtype == np.uint8, \
@@ -193,9 +199,8 @@ class FrameWriter:
         try:
             self._proc.stdin.write(np.ascontiguousarray(frame).tobytes())
         except BrokenPipeError as exc:
-            self._proc.wait()
-            self._drain.join()
-            raise VideoError(f"encoder ({self.codec}) stopped: {_tail(self._stderr)}",
+            self._ff.wait()
+            raise VideoError(f"encoder ({self.codec}) stopped: {_tail(self._ff.stderr)}",
                              bad_input=False) from exc
         self.count += 1
 
@@ -206,10 +211,9 @@ class FrameWriter:
             self._proc.stdin.close()
         except BrokenPipeError:
             pass
-        rc = self._proc.wait()
-        self._drain.join()
+        rc = self._ff.wait()
         if rc != 0:
-            raise VideoError(f"encoder ({self.codec}) failed: {_tail(self._stderr)}",
+            raise VideoError(f"encoder ({self.codec}) failed: {_tail(self._ff.stderr)}",
                              bad_input=False)
 
     def abort(self) -> None:
