@@ -133,13 +133,25 @@ def test_continue_as_new_restarts_with_a_fresh_history(host: DurableHost):
 
 
 def test_starting_a_running_instance_raises_and_a_finished_one_is_replaced(host: DurableHost):
+    from stylebatch.durable_host import RealClock
+
+    # On a real clock the orchestrator's hour-long timer keeps the instance running.
+    real = DurableHost(app, clock=RealClock()).serve_client_api().start_background()
+    try:
+        client = _client(real)
+        real.run_async(client.start_new("summing", "dup-1", {"n": 1}))
+        with pytest.raises(Exception, match="already exists"):
+            real.run_async(client.start_new("summing", "dup-1", {"n": 1}))
+        real.run_async(client.terminate("dup-1", "test"))
+        assert real.wait_for("dup-1", timeout=30).status == "Terminated"
+    finally:
+        real.stop()
+    # A finished instance is replaced by a new start (virtual clock: it finishes at once).
     client = _client(host)
-    host.run_async(client.start_new("summing", "dup-1", {"n": 1}))
-    with pytest.raises(Exception, match="already exists"):
-        host.run_async(client.start_new("summing", "dup-1", {"n": 1}))
-    host.wait_for("dup-1", timeout=30)
-    host.run_async(client.start_new("summing", "dup-1", {"n": 2}))
-    assert host.wait_for("dup-1", timeout=30).output["total"] == 2
+    host.run_async(client.start_new("summing", "dup-2", {"n": 1}))
+    host.wait_for("dup-2", timeout=30)
+    host.run_async(client.start_new("summing", "dup-2", {"n": 2}))
+    assert host.wait_for("dup-2", timeout=30).output["total"] == 2
 
 
 def test_unknown_instance_and_terminate(host: DurableHost):
