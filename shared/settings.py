@@ -80,10 +80,6 @@ class Settings:
     batch_progress_peek_tasks: int = 16  # running tasks whose stdout is read for frame progress
     batch_job_max_wall_hours: float = 24.0  # Batch ends a job left running this long (orphans)
 
-    @property
-    def uses_azurite_key(self) -> bool:
-        return AZURITE_KEY in self.storage_connection_string
-
 
 # Environment variable name for every field (upper-case field name), plus aliases.
 _ALIASES = {

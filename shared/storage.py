@@ -122,10 +122,8 @@ class BlobStore:
         os.replace(tmp, path)
         return size
 
-    def read_bytes(self, container: str, name: str, max_bytes: int | None = None) -> bytes:
-        length = max_bytes if max_bytes else None
-        return self.blob(container, name).download_blob(offset=0 if length else None,
-                                                         length=length).readall()
+    def read_bytes(self, container: str, name: str) -> bytes:
+        return self.blob(container, name).download_blob().readall()
 
     def write_bytes(self, container: str, name: str, data: bytes) -> None:
         self.blob(container, name).upload_blob(data, overwrite=True)

@@ -51,10 +51,10 @@ def ffmpeg_exe() -> str:
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
-def run_ffmpeg(args: list[str], *, timeout: float | None = None) -> subprocess.CompletedProcess:
+def run_ffmpeg(args: list[str]) -> subprocess.CompletedProcess:
     """Run the bundled ffmpeg with ``args``; raise VideoError with its last stderr lines."""
     cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", *args]
-    proc = subprocess.run(cmd, capture_output=True, timeout=timeout)
+    proc = subprocess.run(cmd, capture_output=True)
     if proc.returncode != 0:
         tail = proc.stderr.decode(errors="replace").strip().splitlines()[-5:]
         raise VideoError("ffmpeg failed: " + " | ".join(tail), bad_input=False)
