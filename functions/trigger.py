@@ -8,6 +8,7 @@ calls this same function.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import azure.durable_functions as df
@@ -33,7 +34,9 @@ async def on_upload(blob: blob_types.BlobClient, client: df.DurableOrchestration
     except InvalidName:
         log.error("ignoring upload with an unusable name: %r", name)
         return
-    props = blob.get_blob_properties()
+    # async def (the Durable client binding awaits it) on the worker's one event loop: the
+    # client's blocking call goes to a thread, so other invocations keep running meanwhile.
+    props = await asyncio.to_thread(blob.get_blob_properties)
     req = build_request(name, props.etag.strip('"'), dict(props.metadata or {}), settings)
     job_id, started = await start_job(client, req, settings)
     log.info("%s %s/%s as job %s", "started" if started else "already have", INCOMING, name,
