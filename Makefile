@@ -13,10 +13,11 @@ PYTEST_ARGS ?=
 
 setup: $(STAMP) node_modules/.bin/azurite-blob
 
-$(STAMP): requirements.txt scoring/requirements.txt requirements-dev.txt pyproject.toml
+$(STAMP): requirements.txt scoring/requirements.txt requirements-dev.txt requirements-worker.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -r requirements.txt -r scoring/requirements.txt -r requirements-dev.txt
+	$(BIN)/python -m pip install -q --no-deps --ignore-requires-python -r requirements-worker.txt
 	$(BIN)/python -m pip install -q --no-deps -e .
 	touch $@
 

@@ -1,7 +1,7 @@
 """A host-less Durable Functions host: runs the real orchestrator through the SDK's replay engine.
 
 Azure Functions Core Tools cannot be installed everywhere, so this plays the Durable
-extension's part for local runs and tests (ARCHITECTURE.md §5):
+extension's part for local runs and tests:
 
 - it keeps each instance's history and **replays the orchestrator from the start on every
   episode** through ``Orchestrator.create``'s handle — exactly what the extension does;

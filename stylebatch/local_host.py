@@ -77,7 +77,9 @@ class LocalFunctionHost:
                 prefix = route_prefix(fn.directory).strip("/")
                 route = (trigger.get("route") or fn.name).strip("/")
                 path = "/".join(p for p in (prefix, route) if p)
-                pattern = re.compile("^/" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", path) + "$")
+                # ASP.NET Core route matching: case-insensitive, a trailing slash tolerated
+                pattern = re.compile("^/" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", path) + "/?$",
+                                     re.IGNORECASE)
                 methods = {m.upper() for m in trigger.get("methods") or []}
                 self.http_routes.append((pattern, methods, fn))
             elif trigger["type"] == "blobTrigger":

@@ -95,9 +95,10 @@ def test_durable_task_hub_and_its_storage_match_host_json_and_the_infra(app):
     settings = _base_app_settings()
     assert settings[f"{connection}__credential"] == "'managedidentity'"
     assert f"{connection}__accountName" in settings and f"{connection}__clientId" in settings
-    # the local host plays the same task hub
-    default_hub = inspect.signature(DurableHost).parameters["task_hub"].default
-    assert default_hub == durable["hubName"]
+    # the local host plays the same task hub, with as many activities at once
+    defaults = inspect.signature(DurableHost).parameters
+    assert defaults["task_hub"].default == durable["hubName"]
+    assert defaults["activity_workers"].default == durable["maxConcurrentActivityFunctions"]
 
 
 def test_blob_trigger_is_event_grid_with_an_sdk_type_client_on_the_storage_setting(app):
