@@ -127,7 +127,7 @@ class LocalFunctionHost:
             return _http_response(returned)
         status = 405 if allowed else 404
         return func.HttpResponse(json.dumps({"error": "no such route"}), status_code=status,
-                                 mimetype="application/json")
+                                 headers={"content-type": "application/json"})
 
     def serve_http(self, port: int = 7071) -> None:
         async def handle(request: web.Request) -> web.Response:

@@ -180,6 +180,8 @@ def invoke(fn: LoadedFunction, inputs: dict[str, Datum],
     if fi.is_async:
         if loop is None:
             raise RuntimeError(f"{fi.name} is async: the worker runs it on its event loop")
+        if _running_loop() is loop:
+            raise RuntimeError("invoke() on the event loop's own thread would wait for itself")
         result = asyncio.run_coroutine_threadsafe(execute_async(fi.func, args),
                                                   loop).result(timeout)
     else:
@@ -190,6 +192,13 @@ def invoke(fn: LoadedFunction, inputs: dict[str, Datum],
     if fi.return_type is None:
         return None
     return meta.get_datum(fi.return_type.binding_name, result, fi.return_type.pytype)
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 def _invocation(invocation_id: str) -> SimpleNamespace:

@@ -137,36 +137,37 @@ def test_http_routes_methods_and_auth_levels_are_the_documented_api(app):
     assert seen == API
 
 
-BROKEN_APP = """
+# The repository's app with one more activity, annotated as given.
+APP_PLUS_ONE = """
     from typing import Any
 
     import azure.durable_functions as df
+    import azure.functions as func
 
-    app = df.DFApp()
+    from functions import activities, api, orchestrator, trigger
+
+    app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
+    for blueprint in (trigger.bp, orchestrator.bp, activities.bp, api.bp):
+        app.register_functions(blueprint)
 
 
-    @app.activity_trigger(input_name="payload", activity="fine")
-    def fine(payload: dict) -> dict:
-        return payload
-
-
-    @app.activity_trigger(input_name="payload", activity="probe")
-    def probe(payload: {annotation}) -> dict:
+    @app.activity_trigger(input_name="payload", activity="added")
+    def added(payload: {annotation}) -> dict:
         return payload
 """
-REFUSAL = ("FunctionLoadError: cannot load the probe function: binding payload has invalid "
+REFUSAL = ("FunctionLoadError: cannot load the added function: binding payload has invalid "
            "non-type annotation dict[str, typing.Any]")
 
 
 def _write_app(folder: Path, annotation: str) -> Path:
     script = folder / f"app_{uuid.uuid4().hex[:8]}.py"  # a fresh module name per app
-    script.write_text(textwrap.dedent(BROKEN_APP).replace("{annotation}", annotation))
+    script.write_text(textwrap.dedent(APP_PLUS_ONE).replace("{annotation}", annotation))
     return script
 
 
-def test_a_bad_annotation_fails_the_app_with_the_workers_message(tmp_path: Path):
+def test_a_bad_annotation_fails_the_app_with_the_workers_message(tmp_path: Path, app):
     good = worker.load_script(_write_app(tmp_path, "dict"))
-    assert set(good.functions) == {"fine", "probe"}
+    assert set(good.functions) == set(app.functions) | {"added"}
     with pytest.raises(worker.AppLoadError) as refused:
         worker.load_script(_write_app(tmp_path, "dict[str, Any]"))
     assert str(refused.value) == REFUSAL
