@@ -132,6 +132,11 @@ def load_script(script: str | Path) -> WorkerApp:
 
 def _load(module: str) -> WorkerApp | AppLoadError:
     meta.load_binding_registry()
+    # The worker looks for the SDK-type (deferred) binding registry once per process, and only
+    # if the app imported the extension; a process here may load several apps (tests), so each
+    # load starts as a fresh worker's would when none was found yet.
+    if meta.DEFERRED_BINDING_REGISTRY is None:
+        meta._DEFERRED_BINDING_REGISTRY_LOADED = False
     try:
         indexed = loader.index_function_app(module + ".py")
         directory = str(Path(sys.modules[module].__file__ or ".").resolve().parent)

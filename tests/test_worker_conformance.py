@@ -185,3 +185,14 @@ def test_stylebatch_serve_and_run_refuse_an_app_the_worker_refuses(tmp_path: Pat
         assert proc.returncode == 3, (args, proc.stdout, proc.stderr)
         assert REFUSAL in proc.stderr
         assert "serving on" not in proc.stdout
+
+
+def test_the_app_loads_the_same_after_an_app_without_sdk_types():
+    """Each load is indexed as a fresh worker would index it, whatever was loaded before in the
+    process (the worker looks up the SDK-type binding registry once per process)."""
+    code = ("from stylebatch import worker; worker.load_app('tests.test_durable_host'); "
+            "print(sorted(worker.load_app().functions))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    assert "'on_upload'" in proc.stdout
