@@ -170,8 +170,13 @@ def restamp(encoded: str | os.PathLike, reference: str | os.PathLike,
 # --------------------------------------------------------------------------------------------
 # probe
 
-_IMAGE_FORMATS = {"image2", "jpeg_pipe", "png_pipe", "bmp_pipe", "gif_pipe", "webp_pipe",
-                  "tiff_pipe", "gif", "svg_pipe", "pgm_pipe", "ppm_pipe", "jpegxl_pipe"}
+# Codecs that also code single pictures. A stream of one of these with one frame and no
+# timing (no duration in the container) is a photo, whichever demuxer libav picked for it
+# (jpeg_pipe, image2, or the raw mjpeg demuxer all read a plain JPEG).
+_STILL_IMAGE_CODECS = {"mjpeg", "jpegls", "ljpeg", "png", "bmp", "gif", "webp", "tiff",
+                       "jpeg2000", "jpegxl", "ppm", "pgm", "pgmyuv", "pbm", "pam", "qoi", "sgi",
+                       "targa", "dpx", "exr", "hdr", "pcx", "xbm", "xpm", "xwd", "sunrast",
+                       "svg", "psd", "dds", "avif"}
 _FORMAT_EXT = {"mp4": "mp4", "m4v": "mp4", "mov": "mov", "mkv": "matroska", "webm": "webm"}
 
 
@@ -331,9 +336,6 @@ def _looks_like_iso_bmff(src: Source) -> bool:
 def _probe(src: Source, limits: Limits, size_bytes: int) -> Probe:
     with _opened(src) as container:
         fmt = container.format.name
-        if fmt in _IMAGE_FORMATS or fmt.endswith("_pipe"):
-            kind = fmt.replace("_pipe", "")
-            raise VideoError(f"not a video: the file is a still image ({kind})")
         streams = [_stream_info(s) for s in container.streams]
         videos = [s for s in container.streams if _kind(s) == "video"]
         if not videos:
@@ -382,6 +384,10 @@ def _probe(src: Source, limits: Limits, size_bytes: int) -> Probe:
             raise VideoError(f"the file is truncated or damaged after {len(pts_decode)} frames "
                              f"({exc.strerror or exc})") from exc
         listed = vs.frames or 0
+        if codec in _STILL_IMAGE_CODECS and not duration and \
+                len(pts_decode) + discarded + missing_pts == 1:
+            raise VideoError(f"not a video: the file is a still image ({codec}, "
+                             f"{cc.width}x{cc.height}, one frame, no duration)")
         if not pts_decode:
             raise VideoError("the video stream has no frames (empty or truncated file)")
         if listed and len(pts_decode) + discarded + missing_pts < listed:
@@ -712,7 +718,13 @@ def stitch(original: Source, p: Probe, chunks: list[Chunk], sources: list[Source
 def _mux_with_original(video: Path, codec: str, original: Source, p: Probe,
                        streams: list[StreamInfo], out: Path, fmt: str) -> None:
     src = original.url() if hasattr(original, "url") else str(original)
-    net = ["-rw_timeout", "60000000"] if src.startswith(("http://", "https://")) else []
+    net = []
+    if src.startswith(("http://", "https://")):
+        net = ["-rw_timeout", "60000000"]
+        # e.g. If-Match: the input's version, so a replaced input fails instead of mixing in
+        headers = original.http_headers() if hasattr(original, "http_headers") else {}
+        if headers:
+            net += ["-headers", "".join(f"{k}: {v}\r\n" for k, v in headers.items())]
     args = ["-i", str(video), *net, "-i", src, "-map", "0:v:0"]
     for s in streams:
         args += ["-map", f"1:{s.index}"]
