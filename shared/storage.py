@@ -286,16 +286,6 @@ class BlobSource:
         return io.BufferedReader(BlobReader(blob, props.size, etag=self.etag),
                                  buffer_size=256 * 1024)
 
-    def url(self) -> str:
-        """A read-only SAS URL scoped to this blob, for tools that read URLs (ffmpeg); send
-        ``http_headers()`` with every request."""
-        return self.store.blob_sas_url(self.container, self.name)
-
-    def http_headers(self) -> dict[str, str]:
-        """Headers that pin a URL read to this version: the service answers 412 once the
-        blob has been replaced."""
-        return {"If-Match": f'"{self.etag}"'} if self.etag else {}
-
     def __str__(self) -> str:
         return f"{self.container}/{self.name}"
 
