@@ -3,7 +3,7 @@
 Pure functions only (no I/O), so the orchestrator, the activities, the HTTP API and the
 tests share one definition of every name that reaches a blob path or a query.
 
-Blob layout (contract, see ARCHITECTURE.md §3)::
+Blob layout (the contract; README "Names" documents it for users)::
 
     incoming/<folder/><stem>.<ext>            uploads (incoming/<style>/clip.mp4 names a style)
     styles/<style>.jpg|png                    style images

@@ -224,7 +224,7 @@ def chunk_codec(req: JobRequest, settings: Settings) -> str:
 
 def chunk_task(req: JobRequest, settings: Settings, chunk: Chunk, attempt: int,
                style_blob: str) -> TaskSpec:
-    """The Batch task that stylizes one chunk (the chunk task contract, ARCHITECTURE.md §3)."""
+    """The Batch task that stylizes one chunk (the chunk task contract: scoring/cli.py)."""
     task_id = chunk_task_id(chunk.index, attempt)
     style_file = "style" + os.path.splitext(style_blob)[1]
     command = ["python", "-m", "scoring", "stylize", "--input", "chunk.mkv",
