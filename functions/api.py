@@ -124,7 +124,7 @@ async def list_jobs(req: func.HttpRequest, client: Client) -> func.HttpResponse:
 async def create_job(req: func.HttpRequest, client: Client) -> func.HttpResponse:
     try:
         body = req.get_json()
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: JSON nested thousands deep
         return _error(400, "the body must be JSON: {\"blob\": \"clip.mp4\", \"style\": ..., "
                            "\"model\": ...}")
     if not isinstance(body, dict) or not isinstance(body.get("blob"), str):

@@ -231,7 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: setting DEFAULT_STYLE)")
     r.add_argument("--model", choices=("gatys", "fast"), help="default: setting DEFAULT_MODEL")
     r.add_argument("-o", "--output", help="where to write the result "
-                   "(default: out/<stem>.<style>.<ext>)")
+                   "(default: out/<the result's name in outgoing>)")
     r.add_argument("--poll", type=float, default=None, help="seconds between progress polls "
                    "of the orchestrator (default 1)")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
