@@ -7,8 +7,8 @@
 import azure.durable_functions as df
 import azure.functions as func
 
-from functions import activities, api, orchestrator, trigger
+from functions import activities, api, orchestrator, trigger, web
 
 app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
-for blueprint in (trigger.bp, orchestrator.bp, activities.bp, api.bp):
+for blueprint in (trigger.bp, orchestrator.bp, activities.bp, api.bp, web.bp):
     app.register_functions(blueprint)

@@ -95,6 +95,8 @@ class Job:
             extra["training"] = st["train"]
         if st.get("warnings"):
             extra["warnings"] = st["warnings"]
+        if st.get("timeline") and st.get("scoring_started"):
+            extra["tasks"] = _task_rows(st)
         return extra
 
     # -- activities ------------------------------------------------------------------------
@@ -185,6 +187,41 @@ def video_pipeline(context: df.DurableOrchestrationContext):
     raise AssertionError(f"unknown stage {st['stage']!r}")
 
 
+# The timeline of chunk tasks the status carries: at most this many attempts (the latest), in
+# rows of a few numbers each, so the status stays well under the 16 KB custom-status limit.
+MAX_TIMELINE_ROWS = 200
+
+
+def _record_times(st: dict[str, Any], times: dict[str, list[str | None]]) -> None:
+    """Keep each chunk attempt's [created, started, ended, node, state code] (from the tasks'
+    own timestamps, as the progress activity reported them: deterministic on replay)."""
+    timeline = st.setdefault("timeline", {})
+    for chunk, when in times.items():
+        key = f"{chunk}:{st['attempts'][chunk]}"
+        timeline[key] = [*when, st["codes"][int(chunk)]]
+    if len(timeline) > MAX_TIMELINE_ROWS:
+        for key in list(timeline)[:len(timeline) - MAX_TIMELINE_ROWS]:
+            del timeline[key]
+
+
+def _seconds(iso: str | None, since: datetime) -> float | None:
+    if not iso:
+        return None
+    return round((datetime.fromisoformat(iso.replace("Z", "+00:00")) - since).total_seconds(), 1)
+
+
+def _task_rows(st: dict[str, Any]) -> list[list[Any]]:
+    """The status's ``tasks``: [chunk, attempt, queued at, started at, ended at (or null), state
+    code, node], times in seconds since scoring started."""
+    since = datetime.fromisoformat(st["scoring_started"].replace("Z", "+00:00"))
+    rows = []
+    for key, (created, started, ended, node, code) in st["timeline"].items():
+        chunk, attempt = key.split(":")
+        rows.append([int(chunk), int(attempt), _seconds(created, since), _seconds(started, since),
+                     _seconds(ended, since), code, node])
+    return rows
+
+
 def _continue(job: Job) -> None:
     job.context.continue_as_new({"request": job.req.to_json(), "state": job.state,
                                  "options": job.options})
@@ -223,6 +260,7 @@ def _monitor_chunks(job: Job) -> Generator[Any, Any, bool]:
     while True:
         p = yield from job.call("progress", attempts=st["attempts"])
         st["codes"], st["frames_done"] = p["states"], p["frames_done"]
+        _record_times(st, p.get("times") or {})
         st["max_running"] = max(int(st.get("max_running", 1)), st["codes"].count("R"))
         resubmit: dict[str, int] = {}
         for failure in p["failures"]:

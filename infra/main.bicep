@@ -136,6 +136,7 @@ module storage 'modules/storage.bicep' = {
     deploymentContainerName: 'app-package-${resourceToken}'
     workRetentionDays: workRetentionDays
     logAnalyticsId: monitoring.outputs.logAnalyticsId
+    webOrigins: ['https://${functionAppName}.azurewebsites.net']
   }
 }
 

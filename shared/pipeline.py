@@ -319,6 +319,7 @@ def progress_job(ctx: Context, req: JobRequest, attempts: dict[str, int],
     codes = ["-"] * n
     failures = []
     running: dict[str, int] = {}  # chunk -> frames done so far, for the ETA
+    times: dict[str, list[str | None]] = {}  # chunk -> [created, started, ended, node]
     frames_done = 0
     chunk_frames = {c.index: c.frames for c in load_chunks(ctx, req.job_id)} if attempts else {}
     for task_id, index in wanted.items():
@@ -326,6 +327,8 @@ def progress_job(ctx: Context, req: JobRequest, attempts: dict[str, int],
         if t is None:
             continue
         codes[index] = _STATE_CODE[t.state]
+        if t.started:  # the timeline: when this attempt waited, ran and ended, and where
+            times[str(index)] = [t.created, t.started, t.ended, t.node]
         if t.state == "succeeded":
             frames_done += chunk_frames.get(index, 0)
         elif t.state == "running":
@@ -336,7 +339,8 @@ def progress_job(ctx: Context, req: JobRequest, attempts: dict[str, int],
             failures.append({"chunk": index, "task": task_id, "exit_code": t.exit_code,
                              "bad_input": t.bad_input, "error": _short(t.error), "log": t.log})
     result: dict[str, Any] = {"states": "".join(codes), "failures": failures,
-                              "frames_done": frames_done, "running": running}
+                              "frames_done": frames_done, "running": running,
+                              "times": times}
     if train_attempt:
         t = by_id.get(train_task_id(train_attempt))
         result["train"] = None if t is None else {

@@ -173,6 +173,17 @@ class BlobStore:
                     self.delete(container, n)
         return len(names)
 
+    def allow_browser(self, origins: list[str]) -> None:
+        """CORS for the web page: a browser on ``origins`` may upload blocks with an upload
+        URL and read with a read URL (the SAS still decides what each request may do).
+        Azure's rule lives in infra/modules/storage.bicep; this sets Azurite's."""
+        from azure.storage.blob import CorsRule
+
+        self.service.set_service_properties(cors=[CorsRule(
+            origins, ["GET", "HEAD", "PUT", "OPTIONS"], allowed_headers=["*"],
+            exposed_headers=["etag", "x-ms-request-id", "content-length", "content-range"],
+            max_age_in_seconds=3600)])
+
     # -- shared access signatures -------------------------------------------------------------
 
     def _signing(self, ttl: timedelta) -> dict[str, Any]:
@@ -189,14 +200,17 @@ class BlobStore:
             return {"user_delegation_key": self._delegation_key}
 
     def blob_sas_url(self, container: str, name: str, *, write: bool = False,
-                     ttl: timedelta = timedelta(hours=3)) -> str:
-        """URL of one blob with a SAS scoped to it: read-only, or create+write only."""
+                     ttl: timedelta = timedelta(hours=3),
+                     content_disposition: str | None = None) -> str:
+        """URL of one blob with a SAS scoped to it: read-only, or create+write only.
+        ``content_disposition`` (read URLs) is what the response says, e.g. to download."""
         now = datetime.now(UTC)
         perms = (BlobSasPermissions(create=True, write=True) if write
                  else BlobSasPermissions(read=True))
         token = generate_blob_sas(self.account_name, container, validate_blob_name(name),
                                   permission=perms, start=now - timedelta(minutes=5),
-                                  expiry=now + ttl, **self._signing(ttl))
+                                  expiry=now + ttl, content_disposition=content_disposition,
+                                  **self._signing(ttl))
         return f"{self.blob(container, name).url}?{token}"
 
     def container_write_sas_url(self, container: str, *,

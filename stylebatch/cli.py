@@ -190,11 +190,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
         local = LocalStack(stack, azurite_dir=str(data.resolve()), env=_env_overrides(args),
                            app=args.app)
         local.functions.serve_http(args.port)
+        if getattr(local, "azurite", None) is not None:  # the page uploads to it directly
+            local.store.allow_browser([f"http://127.0.0.1:{args.port}",
+                                       f"http://localhost:{args.port}"])
         poller = BlobPoller(local.functions, interval_s=args.poll_blobs,
                             include_existing=args.process_existing).start()
         stack.callback(poller.stop)
         conn = os.environ.get("STORAGE", "(configured storage)")
         print(f"stylebatch serving on http://127.0.0.1:{args.port}/api/jobs\n"
+              f"web page: http://127.0.0.1:{args.port}/api/ui\n"
               f"storage: {conn}\n"
               f"upload a video to the '{INCOMING}' container to start a job; Ctrl-C stops.",
               flush=True)

@@ -36,7 +36,9 @@ FUNCTIONAPP_BICEP = strip_comments(read("infra/modules/functionapp.bicep"))
 SUBSCRIPTION_BICEP = strip_comments(read("infra/hooks/eventgrid-subscription.bicep"))
 
 # The HTTP API the README documents: (method, route under /api/).
-API = {("GET", "jobs/{id}"), ("GET", "jobs"), ("POST", "jobs"), ("DELETE", "jobs/{id}")}
+API = {("GET", "jobs/{id}"), ("GET", "jobs"), ("POST", "jobs"), ("DELETE", "jobs/{id}"),
+       # the web page and what it asks for (functions/web.py)
+       ("GET", "ui"), ("GET", "styles"), ("POST", "uploads"), ("GET", "jobs/{id}/links")}
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +66,8 @@ def test_every_function_loads_in_the_real_worker(app: worker.WorkerApp):
         "on_upload": "blobTrigger", "video_pipeline": "orchestrationTrigger",
         **{a: "activityTrigger" for a in ("probe", "split", "model_exists", "submit",
                                           "progress", "stitch", "cleanup")},
-        **{h: "httpTrigger" for h in ("get_job", "list_jobs", "create_job", "cancel_job")},
+        **{h: "httpTrigger" for h in ("get_job", "list_jobs", "create_job", "cancel_job",
+                                      "web_page", "web_styles", "web_upload", "web_links")},
     }
     for fn in app.functions.values():  # the worker's registry entry is the function it calls
         assert fn.info.name == fn.name and callable(fn.info.func)
@@ -144,10 +147,10 @@ APP_PLUS_ONE = """
     import azure.durable_functions as df
     import azure.functions as func
 
-    from functions import activities, api, orchestrator, trigger
+    from functions import activities, api, orchestrator, trigger, web
 
     app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
-    for blueprint in (trigger.bp, orchestrator.bp, activities.bp, api.bp):
+    for blueprint in (trigger.bp, orchestrator.bp, activities.bp, api.bp, web.bp):
         app.register_functions(blueprint)
 
 

@@ -28,6 +28,9 @@ param workRetentionDays int = 3
 @maxValue(365)
 param softDeleteRetentionDays int = 7
 
+@description('Origins whose pages may upload to and read blobs with a SAS (the web page, served by the Function app).')
+param webOrigins array = []
+
 @description('Log Analytics workspace for blob write/delete audit logs; empty to skip.')
 param logAnalyticsId string = ''
 
@@ -83,6 +86,17 @@ resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01'
   parent: storage
   name: 'default'
   properties: {
+    cors: {
+      corsRules: empty(webOrigins) ? [] : [
+        {
+          allowedOrigins: webOrigins
+          allowedMethods: ['GET', 'HEAD', 'PUT', 'OPTIONS']
+          allowedHeaders: ['*']
+          exposedHeaders: ['etag', 'x-ms-request-id', 'content-length', 'content-range']
+          maxAgeInSeconds: 3600
+        }
+      ]
+    }
     deleteRetentionPolicy: {
       enabled: true
       days: softDeleteRetentionDays

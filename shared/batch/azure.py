@@ -35,7 +35,7 @@ import re
 import threading
 import urllib.parse
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
@@ -46,7 +46,7 @@ from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.core.pipeline import PipelineRequest
 from azure.core.pipeline.policies import BearerTokenCredentialPolicy
 
-from shared.batch.base import OutputFile, ResourceFile, TaskSpec, TaskState
+from shared.batch.base import OutputFile, ResourceFile, TaskSpec, TaskState, utc_iso
 from shared.settings import Settings
 from shared.storage import BlobStore
 
@@ -339,6 +339,15 @@ class AzureBatchBackend:
             return
 
     def _task_state(self, job_id: str, task: m.BatchTask, peek: bool) -> TaskState:
+        """The task's state with its timestamps and node (timeline, trace spans)."""
+        info, node = task.execution_info, task.node_info
+        when = {"created": task.creation_time, "started": info.start_time if info else None,
+                "ended": info.end_time if info else None}
+        return replace(self._task_state_only(job_id, task, peek),
+                       node=node.node_id if node else None,
+                       **{k: utc_iso(v) if v else None for k, v in when.items()})
+
+    def _task_state_only(self, job_id: str, task: m.BatchTask, peek: bool) -> TaskState:
         info = task.execution_info
         retries = info.retry_count if info else 0
         log_blob = _log_blob(task)

@@ -13,6 +13,7 @@ activity that is retried after a crash can submit the same tasks again.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 # Exit codes of the chunk task contract (ARCHITECTURE.md §3).
@@ -72,6 +73,12 @@ class TaskState:
     log: str | None = None  # blob name (in `work`) of the task's stderr, when known
     frames_done: int = 0  # partial progress of a running task, when the backend can see it
     retries: int = 0  # retries the backend has made itself
+    # When the task was added, started and ended (ISO 8601 UTC) and the node it ran on, when
+    # the backend knows: the job page's timeline and the trace's Batch task spans.
+    created: str | None = None
+    started: str | None = None
+    ended: str | None = None
+    node: str | None = None
 
     @property
     def bad_input(self) -> bool:
@@ -79,6 +86,12 @@ class TaskState:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def utc_iso(t: datetime | None = None) -> str:
+    """A task timestamp as TaskState carries it: ISO 8601 UTC with milliseconds."""
+    t = t or datetime.now(UTC)
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
 
 
 class BatchBackend(Protocol):

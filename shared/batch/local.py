@@ -28,7 +28,7 @@ from pathlib import Path
 
 from azure.storage.blob import BlobClient
 
-from shared.batch.base import EXIT_BAD_INPUT, TaskSpec, TaskState
+from shared.batch.base import EXIT_BAD_INPUT, TaskSpec, TaskState, utc_iso
 from shared.settings import Settings
 from shared.storage import BlobStore
 
@@ -90,7 +90,8 @@ class LocalBatchBackend:
                 if spec.id in job:
                     continue  # idempotent: an existing task id is not added twice
                 task = _Task(job_id=job_id, spec=spec,
-                             state=TaskState(id=spec.id, state="pending"),
+                             state=TaskState(id=spec.id, state="pending",
+                                             created=utc_iso(), node="localhost"),
                              attempts_left=spec.max_retries)
                 job[spec.id] = task
                 self._queue.put(task)
@@ -152,6 +153,7 @@ class LocalBatchBackend:
             t.state.state = state
             t.state.exit_code = exit_code
             t.state.error = error
+            t.state.ended = utc_iso()
             self._changed.notify_all()
 
     def _work(self) -> None:
@@ -176,6 +178,7 @@ class LocalBatchBackend:
         with self._lock:
             task.state.state = "running"
             task.state.frames_done = 0
+            task.state.started = utc_iso()
             self._changed.notify_all()
         try:
             # 1. Resource files, by SAS URL. Batch does not retry a failed download: neither do we.

@@ -1,0 +1,288 @@
+/* The stylebatch page: upload straight to blob storage, follow jobs, steer one.
+   Everything the page shows comes from the app's API (/api/...); every text is set with
+   textContent, never parsed as HTML. */
+"use strict";
+(function () {
+  const BLOCK = 4 * 1024 * 1024;  // bytes per Put Block
+  const API = location.pathname.replace(/\/ui\/?$/, "");
+  const KEY = new URLSearchParams(location.search).get("code");
+  const TERMINAL = ["completed", "failed", "cancelled"];
+  const $ = (id) => document.getElementById(id);
+  let timer = null;
+
+  function url(path) {
+    return API + "/" + path + (KEY ? (path.includes("?") ? "&" : "?") + "code=" +
+                               encodeURIComponent(KEY) : "");
+  }
+  async function api(path, options) {
+    const resp = await fetch(url(path), options);
+    const text = await resp.text();
+    let body = null;
+    try { body = text ? JSON.parse(text) : null; } catch (e) { body = { error: text }; }
+    if (!resp.ok) throw new Error((body && body.error) || ("HTTP " + resp.status));
+    return body;
+  }
+  function el(tag, text, attrs) {
+    const node = document.createElement(tag);
+    if (text !== undefined && text !== null) node.textContent = String(text);
+    for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, v);
+    return node;
+  }
+  function eta(s) {
+    if (s === null || s === undefined) return "";
+    s = Math.round(s);
+    return Math.floor(s / 60) + ":" + String(s % 60).padStart(2, "0");
+  }
+  function bar(percent, label) {
+    return el("progress", null, { max: "100", value: String(percent || 0), "aria-label": label });
+  }
+
+  /* -- upload ------------------------------------------------------------------------------ */
+
+  function putXhr(target, body, headers, onProgress) {
+    return new Promise((resolve, reject) => {
+      const xhr = new XMLHttpRequest();
+      xhr.open("PUT", target);
+      for (const [k, v] of Object.entries(headers)) xhr.setRequestHeader(k, v);
+      xhr.upload.onprogress = (e) => onProgress(e.loaded);
+      xhr.onload = () => (xhr.status >= 200 && xhr.status < 300) ? resolve(xhr)
+        : reject(new Error("storage refused the upload (HTTP " + xhr.status + ")"));
+      xhr.onerror = () => reject(new Error("the upload did not reach storage"));
+      xhr.send(body);
+    });
+  }
+
+  async function uploadBlocks(file, issued, progress) {
+    const ids = [];
+    let sent = 0;
+    const version = { "x-ms-version": "2021-08-06" };
+    for (let start = 0, n = 0; start < file.size || n === 0; start += BLOCK, n++) {
+      const id = btoa("block-" + String(n).padStart(6, "0"));
+      const part = file.slice(start, start + BLOCK);
+      await putXhr(issued.url + "&comp=block&blockid=" + encodeURIComponent(id), part, version,
+                   (loaded) => progress(sent + loaded));
+      sent += part.size;
+      ids.push(id);
+      if (file.size === 0) break;
+    }
+    const xml = '<?xml version="1.0" encoding="utf-8"?><BlockList>' +
+      ids.map((id) => "<Latest>" + id + "</Latest>").join("") + "</BlockList>";
+    await putXhr(issued.url + "&comp=blocklist", xml, Object.assign({}, version,
+      issued.headers, { "x-ms-blob-content-type": file.type || "application/octet-stream" }),
+      () => {});
+    progress(file.size);
+  }
+
+  async function onUpload(event) {
+    event.preventDefault();
+    const file = $("file").files[0];
+    const msg = $("upload-msg");
+    msg.className = "";
+    if (!file) { msg.textContent = "Choose a video first."; return; }
+    const style = (document.querySelector("input[name=style]:checked") || {}).value;
+    const model = $("model").value;
+    $("go").disabled = true;
+    setUploadPercent(0);
+    try {
+      msg.textContent = "Asking for an upload URL…";
+      const issued = await api("uploads", { method: "POST", headers: { "content-type":
+        "application/json" }, body: JSON.stringify({ name: file.name, size: file.size,
+        style: style, model: model }) });
+      msg.textContent = "Uploading " + issued.blob + "…";
+      await uploadBlocks(file, issued, (done) =>
+        setUploadPercent(file.size ? 100 * done / file.size : 100));
+      const job = await api("jobs", { method: "POST", headers: { "content-type":
+        "application/json" }, body: JSON.stringify({ blob: issued.blob }) });
+      msg.textContent = "Uploaded " + issued.blob + ": job " + job.id + ". ";
+      msg.appendChild(el("a", "Follow it", { href: "#job/" + job.id }));
+      refreshJobs();
+    } catch (e) {
+      msg.className = "error";
+      msg.textContent = "Upload refused: " + e.message;
+    } finally {
+      $("go").disabled = false;
+    }
+  }
+
+  function setUploadPercent(p) {
+    $("upload-progress").value = p;
+    $("upload-percent").textContent = Math.floor(p) + " %";
+  }
+
+  async function loadStyles() {
+    const box = $("styles");
+    try {
+      const data = await api("styles");
+      box.replaceChildren(el("legend", "Style"));
+      data.styles.forEach((s) => {
+        const label = el("label");
+        const input = el("input", null, { type: "radio", name: "style", value: s.name });
+        if (s.name === data.default_style) input.checked = true;
+        label.append(input, el("img", null, { src: s.url, alt: "" }), el("span", s.name));
+        box.appendChild(label);
+      });
+      if (!document.querySelector("input[name=style]:checked") && data.styles.length)
+        box.querySelector("input").checked = true;
+      $("model").replaceChildren(...data.models.map((m) => {
+        const o = el("option", m, { value: m });
+        if (m === data.default_model) o.selected = true;
+        return o;
+      }));
+    } catch (e) {
+      box.replaceChildren(el("legend", "Style"), el("p", "Styles unavailable: " + e.message,
+                                                    { class: "error" }));
+    }
+  }
+
+  function setupDrop() {
+    const drop = $("drop");
+    const show = () => { $("file-name").textContent = $("file").files[0] ?
+      $("file").files[0].name : ""; };
+    $("file").addEventListener("change", show);
+    drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
+    drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+    drop.addEventListener("drop", (e) => {
+      e.preventDefault();
+      drop.classList.remove("over");
+      if (e.dataTransfer.files.length) { $("file").files = e.dataTransfer.files; show(); }
+    });
+  }
+
+  /* -- jobs table --------------------------------------------------------------------------- */
+
+  async function refreshJobs() {
+    let data;
+    try { data = await api("jobs?limit=50"); } catch (e) { return; }
+    const rows = data.jobs.map((j) => {
+      const tr = el("tr");
+      const link = el("td");
+      link.appendChild(el("a", j.id, { href: "#job/" + j.id }));
+      const state = el("td", j.state, { class: "state-" + j.state });
+      const progress = el("td");
+      progress.append(bar(j.percent, "progress of " + j.id), " " + j.percent + " %");
+      const notes = [];
+      if (j.error) notes.push(j.error);
+      (j.warnings || []).forEach((w) => notes.push("warning: " + w));
+      tr.append(link, el("td", j.input), el("td", j.style + " / " + j.model), state, progress,
+        el("td", j.frames.total ? j.frames.done + "/" + j.frames.total : ""),
+        el("td", j.chunks.total ? j.chunks.done + "/" + j.chunks.total +
+           (j.chunks.running ? " (" + j.chunks.running + " running)" : "") : ""),
+        el("td", eta(j.eta_seconds)), el("td", (j.retries || []).length || ""),
+        el("td", notes.join("; "), { class: j.error ? "error" : "" }));
+      return tr;
+    });
+    $("jobs").tBodies[0].replaceChildren(...rows);
+  }
+
+  /* -- one job ------------------------------------------------------------------------------ */
+
+  async function refreshJob(id) {
+    let j;
+    try { j = await api("jobs/" + encodeURIComponent(id)); } catch (e) {
+      $("job-error").textContent = e.message;
+      return;
+    }
+    $("job-h").textContent = "Job " + j.id;
+    const facts = [["state", j.state], ["input", j.input], ["style", j.style],
+      ["model", j.model], ["frames", j.frames.done + " / " + j.frames.total],
+      ["chunks", j.chunks.done + " / " + j.chunks.total + " done, " + j.chunks.running +
+       " running, " + j.chunks.failed + " failed"], ["ETA", eta(j.eta_seconds) || "—"],
+      ["retries", (j.retries || []).map((r) => "chunk " + r.chunk + ": " + r.error)
+        .join("; ") || "none"], ["result", j.output || "—"], ["updated", j.updated]];
+    $("job-facts").replaceChildren(...facts.flatMap(([k, v]) => [el("dt", k), el("dd", v)]));
+    $("job-facts").querySelector("dd").className = "state-" + j.state;
+    $("job-progress").value = j.percent;
+    $("job-percent").textContent = j.percent + " %";
+    $("job-error").textContent = j.error ? "Failed: " + j.error : "";
+    $("job-warnings").replaceChildren(...(j.warnings || []).map((w) => el("li", w)));
+    $("cancel").disabled = TERMINAL.includes(j.state);
+    $("retry").disabled = !(j.state === "failed" || j.state === "cancelled");
+    $("retry").dataset.blob = j.input.replace(/^incoming\//, "");
+    $("retry").dataset.style = j.style;
+    $("retry").dataset.model = j.model;
+    drawTimeline(j.tasks || []);
+    if (j.state === "completed" && $("preview-fig").hidden) {
+      const links = await api("jobs/" + encodeURIComponent(id) + "/links");
+      $("preview").src = links.preview;
+      $("preview-fig").hidden = false;
+      $("play").href = links.play;
+      $("download").href = links.download;
+      $("play").hidden = $("download").hidden = false;
+    }
+  }
+
+  function drawTimeline(tasks) {
+    const box = $("timeline");
+    if (!tasks.length) { box.replaceChildren(el("p", "No chunk task has run yet.",
+                                                { class: "muted" })); return; }
+    const end = Math.max(1, ...tasks.map((t) => t[4] !== null ? t[4] : t[3] || 0));
+    const pct = (s) => (100 * Math.max(0, s || 0) / end).toFixed(2) + "%";
+    const words = { S: "succeeded", F: "failed", R: "running", P: "pending", "-": "unknown" };
+    box.replaceChildren(...tasks.map(([chunk, attempt, queued, started, ended, code, node]) => {
+      const ran = ended !== null ? (ended - started).toFixed(1) + " s" : "running";
+      const label = "chunk " + chunk + " attempt " + attempt + ": " + words[code] +
+        ", waited " + (started - (queued || started)).toFixed(1) + " s, ran " + ran +
+        (node ? " on " + node : "");
+      const lane = el("div", null, { class: "lane", role: "listitem", title: label,
+                                     "aria-label": label });
+      const track = el("div", null, { class: "track" });
+      const wait = el("div", null, { class: "wait" });
+      wait.style.left = pct(queued); wait.style.width = "calc(" + pct(started) + " - " +
+        pct(queued) + ")";
+      const run = el("div", null, { class: "run " + code });
+      run.style.left = pct(started);
+      run.style.width = "calc(" + pct(ended !== null ? ended : end) + " - " + pct(started) + ")";
+      track.append(wait, run);
+      lane.append(el("span", "#" + chunk + (attempt > 1 ? " try " + attempt : ""),
+                     { class: "name" }), track);
+      return lane;
+    }));
+  }
+
+  async function cancelJob() {
+    const id = location.hash.slice(5);
+    try {
+      await api("jobs/" + encodeURIComponent(id), { method: "DELETE" });
+      $("job-msg").textContent = "Cancel requested.";
+    } catch (e) { $("job-msg").textContent = "Cancel refused: " + e.message; }
+    refreshJob(id);
+  }
+
+  async function retryJob() {
+    const b = $("retry").dataset;
+    try {
+      const job = await api("jobs", { method: "POST", headers: { "content-type":
+        "application/json" }, body: JSON.stringify({ blob: b.blob, style: b.style,
+        model: b.model }) });
+      $("job-msg").textContent = job.started ? "Started again." : "The job is already running.";
+      if (location.hash !== "#job/" + job.id) location.hash = "#job/" + job.id;
+    } catch (e) { $("job-msg").textContent = "Retry refused: " + e.message; }
+  }
+
+  /* -- views -------------------------------------------------------------------------------- */
+
+  function route() {
+    clearInterval(timer);
+    const m = location.hash.match(/^#job\/([a-z0-9-]{1,48})$/);
+    $("home-view").hidden = !!m;
+    $("job-view").hidden = !m;
+    if (m) {
+      $("preview-fig").hidden = $("play").hidden = $("download").hidden = true;
+      $("job-msg").textContent = "";
+      refreshJob(m[1]);
+      timer = setInterval(() => refreshJob(m[1]), 1500);
+      $("job-h").focus && $("job-h").setAttribute("tabindex", "-1");
+    } else {
+      refreshJobs();
+      timer = setInterval(refreshJobs, 2000);
+    }
+  }
+
+  setupDrop();
+  $("upload-form").addEventListener("submit", onUpload);
+  $("cancel").addEventListener("click", cancelJob);
+  $("retry").addEventListener("click", retryJob);
+  window.addEventListener("hashchange", route);
+  loadStyles();
+  route();
+})();

@@ -1,0 +1,175 @@
+"""The web page: drop a video, pick a style and a model, watch the jobs, steer one.
+
+    GET  /api/ui                the page (HTML with its CSS and JS inlined: one request)
+    GET  /api/styles            the style gallery: names with short-lived thumbnail URLs
+    POST /api/uploads           {"name": "clip.mp4", "style": ..., "model": ..., "size": n}
+                                → a short-lived URL for ONE new blob in `incoming`
+    GET  /api/jobs/{id}/links   short-lived read URLs of a completed job's result and preview
+
+Same auth as the API (function keys in Azure: the page passes its own ``?code=`` on to every
+call). No video byte passes through a function: the browser puts the file's blocks straight
+to blob storage with the upload URL (Put Block / Put Block List), the blob trigger starts
+the job, and the page follows it through the API. Assets are files in ``functions/static/``
+shipped with the app; nothing is fetched from elsewhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import posixpath
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import azure.durable_functions as df
+import azure.functions as func
+
+from functions.api import _error, _json, _route_job_id, status_from_orchestration
+from functions.starter import resolve_style
+from shared.jobs import (
+    INCOMING,
+    MODELS_KINDS,
+    OUTGOING,
+    STYLE_EXTENSIONS,
+    STYLES,
+    InvalidName,
+    split_ext,
+    validate_input_name,
+)
+from shared.settings import get_settings
+from shared.storage import BlobStore, get_store
+
+bp = df.Blueprint(http_auth_level=func.AuthLevel.FUNCTION)
+STATIC = Path(__file__).resolve().parent / "static"
+
+# How long the URLs the page gets stay valid: an upload must finish within UPLOAD_TTL (its
+# Put Block List is the last request), a read URL is used at once (thumbnails, play, download).
+UPLOAD_TTL = timedelta(minutes=30)
+READ_TTL = timedelta(minutes=15)
+_FREE_NAME_TRIES = 50
+
+
+def page_html() -> str:
+    """index.html with app.css and app.js inlined."""
+    html = (STATIC / "index.html").read_text(encoding="utf-8")
+    css = (STATIC / "app.css").read_text(encoding="utf-8")
+    js = (STATIC / "app.js").read_text(encoding="utf-8")
+    return (html.replace('<link rel="stylesheet" href="app.css">', f"<style>\n{css}</style>")
+                .replace('<script src="app.js"></script>', f"<script>\n{js}</script>"))
+
+
+@bp.route(route="ui", methods=["GET"])
+def web_page(req: func.HttpRequest) -> func.HttpResponse:
+    return func.HttpResponse(page_html(), mimetype="text/html", charset="utf-8",
+                             headers={"Cache-Control": "no-store",
+                                      "X-Content-Type-Options": "nosniff"})
+
+
+def list_styles(store: BlobStore) -> list[dict[str, str]]:
+    styles = []
+    for blob in store.list(STYLES):
+        stem, ext = split_ext(blob.name)
+        if ext in STYLE_EXTENSIONS and "/" not in blob.name:
+            styles.append({"name": stem.lower(),
+                           "url": store.blob_sas_url(STYLES, blob.name, ttl=READ_TTL)})
+    return sorted(styles, key=lambda s: s["name"])
+
+
+@bp.route(route="styles", methods=["GET"])
+async def web_styles(req: func.HttpRequest) -> func.HttpResponse:
+    settings = get_settings()
+    styles = await asyncio.to_thread(list_styles, get_store(settings))
+    return _json({"styles": styles, "models": list(MODELS_KINDS),
+                  "default_style": settings.default_style,
+                  "default_model": settings.default_model})
+
+
+def free_name(store: BlobStore, name: str) -> str:
+    """``name``, or ``stem (2).ext``… when a blob has it: an upload URL is only ever issued
+    for a name no blob holds, so it can never be used to replace another upload."""
+    folder, base = posixpath.split(name)
+    stem, dot, ext = base.rpartition(".")
+    for n in range(1, _FREE_NAME_TRIES + 1):
+        candidate = name if n == 1 else posixpath.join(folder, f"{stem} ({n}){dot}{ext}")
+        if not store.exists(INCOMING, candidate):
+            return candidate
+    raise InvalidName(f"{_FREE_NAME_TRIES} uploads already have the name {name!r}: rename it")
+
+
+def issue_upload(store: BlobStore, body: Any, settings: Any,
+                 now: datetime | None = None, ttl: timedelta = UPLOAD_TTL) -> dict[str, Any]:
+    """Check an upload at the door and issue its URL: one new blob in `incoming`, create and
+    write only (no read, list or delete), valid for ``ttl``. Raises InvalidName with the
+    reason a person can act on."""
+    if not isinstance(body, dict) or not isinstance(body.get("name"), str):
+        raise InvalidName("\"name\" (the file's name) is required")
+    name = body["name"].strip().replace("\\", "/").rsplit("/", 1)[-1]  # a file, not a path
+    for key in ("style", "model"):
+        if body.get(key) is not None and not isinstance(body[key], str):
+            raise InvalidName(f"{key} must be a string")
+    style, model = resolve_style(name, {}, settings, body.get("style"), body.get("model"))
+    validate_input_name(name, style)
+    size = body.get("size")
+    if isinstance(size, int) and size > settings.max_input_bytes:
+        raise InvalidName(f"the file is {size} bytes, larger than the limit MAX_INPUT_BYTES = "
+                          f"{settings.max_input_bytes}")
+    if isinstance(size, int) and size <= 0:
+        raise InvalidName("the file is empty")
+    name = free_name(store, name)
+    expires = (now or datetime.now(UTC)) + ttl
+    return {"blob": name,
+            "url": store.blob_sas_url(INCOMING, name, write=True, ttl=ttl),
+            "expires": expires.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            # Set on Put Block List: the blob trigger reads the job's style and model here.
+            "headers": {"x-ms-meta-style": style, "x-ms-meta-model": model}}
+
+
+@bp.route(route="uploads", methods=["POST"])
+async def web_upload(req: func.HttpRequest) -> func.HttpResponse:
+    try:
+        body = req.get_json()
+    except (ValueError, RecursionError):
+        return _error(400, "the body must be JSON: {\"name\": \"clip.mp4\", \"style\": ..., "
+                           "\"model\": ...}")
+    settings = get_settings()
+    try:
+        issued = await asyncio.to_thread(issue_upload, get_store(settings), body, settings)
+    except InvalidName as exc:
+        return _error(400, str(exc))
+    return _json(issued, 201)
+
+
+@bp.route(route="jobs/{id}/links", methods=["GET"])
+@bp.durable_client_input(client_name="client")
+async def web_links(req: func.HttpRequest, client: df.DurableOrchestrationClient
+                    ) -> func.HttpResponse:
+    job_id, invalid = _route_job_id(req)
+    if invalid:
+        return invalid
+    status = await client.get_status(job_id, show_input=True)
+    body = status_from_orchestration(status) if status else None
+    if body is None:
+        return _error(404, f"no job with id {job_id}")
+    if body["state"] != "completed":
+        return _error(409, f"job {job_id} is {body['state']}: it has no result yet")
+    store = get_store(get_settings())
+
+    def sign(path: str | None, disposition: str | None = None) -> str | None:
+        if not path:
+            return None
+        container, _, name = path.partition("/")
+        assert container == OUTGOING, path
+        return store.blob_sas_url(OUTGOING, name, ttl=READ_TTL,
+                                  content_disposition=disposition)
+
+    def links() -> dict[str, str | None]:
+        output = body.get("output")
+        filename = posixpath.basename(output or "").replace('"', "")
+        return {"play": sign(output), "preview": sign(body.get("preview")),
+                "download": sign(output, f'attachment; filename="{quote(filename)}"')}
+
+    links = await asyncio.to_thread(links)
+    return func.HttpResponse(json.dumps(links), mimetype="application/json",
+                             headers={"Cache-Control": "no-store"})
