@@ -97,6 +97,7 @@ class Job:
             extra["warnings"] = st["warnings"]
         if st.get("timeline") and st.get("scoring_started"):
             extra["tasks"] = _task_rows(st)
+            extra["tasks_since"] = st["scoring_started"]
         return extra
 
     # -- activities ------------------------------------------------------------------------

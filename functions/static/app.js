@@ -136,15 +136,12 @@
 
   function setupDrop() {
     const drop = $("drop");
-    const show = () => { $("file-name").textContent = $("file").files[0] ?
-      $("file").files[0].name : ""; };
-    $("file").addEventListener("change", show);
     drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
     drop.addEventListener("dragleave", () => drop.classList.remove("over"));
     drop.addEventListener("drop", (e) => {
       e.preventDefault();
       drop.classList.remove("over");
-      if (e.dataTransfer.files.length) { $("file").files = e.dataTransfer.files; show(); }
+      if (e.dataTransfer.files.length) $("file").files = e.dataTransfer.files;
     });
   }
 
@@ -158,7 +155,7 @@
       const link = el("td");
       link.appendChild(el("a", j.id, { href: "#job/" + j.id }));
       const state = el("td", j.state, { class: "state-" + j.state });
-      const progress = el("td");
+      const progress = el("td", null, { class: "bar" });
       progress.append(bar(j.percent, "progress of " + j.id), " " + j.percent + " %");
       const notes = [];
       if (j.error) notes.push(j.error);
@@ -200,7 +197,8 @@
     $("retry").dataset.blob = j.input.replace(/^incoming\//, "");
     $("retry").dataset.style = j.style;
     $("retry").dataset.model = j.model;
-    drawTimeline(j.tasks || []);
+    const now = j.tasks_since ? (Date.parse(j.updated) - Date.parse(j.tasks_since)) / 1000 : 0;
+    drawTimeline(j.tasks || [], TERMINAL.includes(j.state) ? null : now);
     if (j.state === "completed" && $("preview-fig").hidden) {
       const links = await api("jobs/" + encodeURIComponent(id) + "/links");
       $("preview").src = links.preview;
@@ -211,12 +209,15 @@
     }
   }
 
-  function drawTimeline(tasks) {
+  function drawTimeline(tasks, now) {
     const box = $("timeline");
     if (!tasks.length) { box.replaceChildren(el("p", "No chunk task has run yet.",
                                                 { class: "muted" })); return; }
-    const end = Math.max(1, ...tasks.map((t) => t[4] !== null ? t[4] : t[3] || 0));
-    const pct = (s) => (100 * Math.max(0, s || 0) / end).toFixed(2) + "%";
+    // From the first task's queueing to the last end (or now, while tasks run).
+    const origin = Math.min(...tasks.map((t) => t[2] !== null ? t[2] : t[3]));
+    const end = Math.max(now || 0, ...tasks.map((t) => t[4] !== null ? t[4] : t[3])) - origin;
+    const pct = (s) => (100 * Math.max(0, (s === null ? origin : s) - origin) /
+                        Math.max(end, 0.1)).toFixed(2) + "%";
     const words = { S: "succeeded", F: "failed", R: "running", P: "pending", "-": "unknown" };
     box.replaceChildren(...tasks.map(([chunk, attempt, queued, started, ended, code, node]) => {
       const ran = ended !== null ? (ended - started).toFixed(1) + " s" : "running";
@@ -231,7 +232,8 @@
         pct(queued) + ")";
       const run = el("div", null, { class: "run " + code });
       run.style.left = pct(started);
-      run.style.width = "calc(" + pct(ended !== null ? ended : end) + " - " + pct(started) + ")";
+      run.style.width = "calc(" + pct(ended !== null ? ended : end + origin) + " - " +
+        pct(started) + ")";
       track.append(wait, run);
       lane.append(el("span", "#" + chunk + (attempt > 1 ? " try " + attempt : ""),
                      { class: "name" }), track);
@@ -271,7 +273,8 @@
       $("job-msg").textContent = "";
       refreshJob(m[1]);
       timer = setInterval(() => refreshJob(m[1]), 1500);
-      $("job-h").focus && $("job-h").setAttribute("tabindex", "-1");
+      $("job-h").setAttribute("tabindex", "-1");
+      $("job-h").focus();  // keyboard and screen-reader users land on the job
     } else {
       refreshJobs();
       timer = setInterval(refreshJobs, 2000);

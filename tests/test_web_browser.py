@@ -1,0 +1,223 @@
+"""The web page in a real browser: Debian's chromium driven by Playwright, against a real
+`stylebatch serve` (its embedded Azurite, the real Function app, local Batch tasks).
+
+Upload a small real clip through the page with the fast model, watch the upload bar reach
+100 %, follow the job to `completed`, see the before/after preview, download the result and
+count its frames; cancel a second job from its page; a bad file and a bad name show their
+reasons. A screenshot of each page goes to artifacts/web/ (git-ignored).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from stylebatch.azurite import free_port
+from tests.conftest import ffmpeg, framemd5
+from tests.corpus import CARPHONE
+
+CHROMIUM = Path("/usr/bin/chromium")
+REPO = Path(__file__).resolve().parent.parent
+ARTIFACTS = Path(os.environ.get("STYLEBATCH_ARTIFACTS", REPO / "artifacts")) / "web"
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at "
+                       "/usr/bin/chromium (apt-get install chromium; .ci/run installs it)"),
+]
+playwright_api = pytest.importorskip("playwright.sync_api",
+                                     reason="playwright is in requirements-dev.txt")
+
+FRAMES = 24  # the clip the page uploads and the result must have
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("web-clips")
+    short, long = d / "carphone short.mp4", d / "carphone long.mp4"
+    ffmpeg("-i", str(CARPHONE), "-frames:v", str(FRAMES), "-c:v", "libx264", "-preset",
+           "veryfast", str(short))
+    ffmpeg("-i", str(CARPHONE), "-frames:v", "120", "-c:v", "libx264", "-preset", "veryfast",
+           str(long))
+    bad = d / "not a video.mp4"
+    bad.write_text("these are words, not frames\n" * 20)
+    notes = d / "notes.txt"
+    notes.write_text("a text file\n")
+    return {"short": short, "long": long, "bad": bad, "notes": notes}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`stylebatch serve` as a user starts it; yields the page URL it prints."""
+    data = tmp_path_factory.mktemp("serve")
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STORAGE")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "stylebatch.cli", "serve", "--port", str(port), "--data",
+         str(data / "azurite"), "--poll-blobs", "0.5", "--poll", "1", "--max-side", "64",
+         "--chunk-frames", "8", "--slots", "2"],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    url: list[str] = []
+    found = threading.Event()
+
+    def read() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            m = re.search(r"web page: (http://\S+)", line)
+            if m:
+                url.append(m.group(1))
+                found.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    try:
+        if not found.wait(120):
+            pytest.fail("stylebatch serve printed no page URL:\n" + "".join(lines))
+        yield url[0]
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    with playwright_api.sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=str(CHROMIUM), args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"])
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture
+def console() -> list[str]:
+    """The page's console errors and uncaught exceptions: none is allowed."""
+    return []
+
+
+@pytest.fixture
+def page(browser, server, console) -> Iterator[object]:
+    context = browser.new_context(accept_downloads=True, viewport={"width": 1366, "height": 900})
+    page = context.new_page()
+    errors = console
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(server)
+    page.wait_for_selector("#styles input[value=swirl]", state="attached")
+    yield page
+    assert errors == [], f"console errors: {errors}"
+    context.close()
+
+
+def _shot(page, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def _upload(page, path: Path, model: str) -> str:
+    """Upload through the form; returns the job id the page links to."""
+    page.set_input_files("#file", str(path))
+    page.select_option("#model", model)
+    page.click("#go")
+    link = page.wait_for_selector("#upload-msg a", timeout=60_000)
+    return link.get_attribute("href").removeprefix("#job/")
+
+
+def _state(page) -> str:
+    return page.inner_text("#job-facts dd")
+
+
+def test_upload_watch_preview_and_download(page, clips, tmp_path):
+    percents: list[float] = []
+    page.expose_function("recordPercent", lambda p: percents.append(float(p)))
+    page.evaluate("""() => new MutationObserver(() => window.recordPercent(
+        document.getElementById('upload-progress').value)).observe(
+        document.getElementById('upload-percent'), {childList: true, characterData: true,
+                                                    subtree: true})""")
+    # The form is reachable from the keyboard: Tab reaches the upload button.
+    for _ in range(12):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.id") == "go":
+            break
+    assert page.evaluate("document.activeElement.id") == "go"
+    job_id = _upload(page, clips["short"], "fast")
+    assert page.inner_text("#upload-percent") == "100 %"
+    assert percents and max(percents) == 100.0
+    _shot(page, "1-uploaded")
+    page.click("#upload-msg a")
+    page.wait_for_selector("#job-view:not([hidden])")
+    page.wait_for_function("document.querySelector('#job-facts dd') && "
+                           "document.querySelector('#job-facts dd').textContent == 'completed'",
+                           timeout=180_000)
+    page.wait_for_function("document.getElementById('preview').naturalWidth > 0",
+                           timeout=30_000)
+    assert page.inner_text("#job-percent") == "100 %"
+    assert page.locator("#timeline .lane").count() >= 3  # 24 frames in chunks of 8
+    _shot(page, "2-job-completed")
+    with page.expect_download(timeout=60_000) as download:
+        page.click("#download")
+    saved = tmp_path / download.value.suggested_filename
+    download.value.save_as(saved)
+    assert saved.suffix == ".mp4"
+    assert len(framemd5(saved)) == FRAMES
+    page.goto(page.url.split("#")[0] + "#")
+    page.wait_for_selector(f"#jobs a[href='#job/{job_id}']")
+    row = page.locator("#jobs tr", has=page.locator(f"a[href='#job/{job_id}']"))
+    assert "completed" in row.inner_text()
+    _shot(page, "3-jobs")
+
+
+def test_cancel_a_job_from_its_page(page, clips):
+    job_id = _upload(page, clips["long"], "gatys")
+    page.click("#upload-msg a")
+    page.wait_for_selector(f"#job-h:text('Job {job_id}')")
+    # Cancel while its chunk tasks run on the (local) Batch pool.
+    page.wait_for_function("document.querySelector('#job-facts dd').textContent == 'scoring' "
+                           "&& document.querySelectorAll('#timeline .lane').length > 0",
+                           timeout=120_000)
+    _shot(page, "4-job-scoring")
+    page.keyboard.press("Tab")  # the buttons work from the keyboard
+    page.focus("#cancel")
+    page.keyboard.press("Enter")
+    page.wait_for_function("document.querySelector('#job-facts dd').textContent == "
+                           "'cancelled'", timeout=60_000)
+    assert page.is_disabled("#cancel") and page.is_enabled("#retry")
+    _shot(page, "5-job-cancelled")
+
+
+def test_bad_uploads_show_their_reason(page, clips, console):
+    page.set_input_files("#file", str(clips["notes"]))
+    page.click("#go")
+    page.wait_for_selector("#upload-msg.error")
+    assert "unsupported file extension .txt" in page.inner_text("#upload-msg")
+    # The refusal is the API's 400, which Chromium reports for any failed fetch; nothing else.
+    assert console == ["Failed to load resource: the server responded with a status of 400 "
+                       "(Bad Request)"]
+    console.clear()
+    job_id = _upload(page, clips["bad"], "fast")
+    page.click("#upload-msg a")
+    page.wait_for_function("document.querySelector('#job-facts dd') && "
+                           "document.querySelector('#job-facts dd').textContent == 'failed'",
+                           timeout=60_000)
+    reason = page.inner_text("#job-error")
+    assert reason.startswith("Failed: ") and len(reason) > len("Failed: ") + 10
+    _shot(page, "6-job-failed")
+    page.goto(page.url.split("#")[0] + "#")
+    row = page.locator("#jobs tr", has=page.locator(f"a[href='#job/{job_id}']"))
+    row.wait_for()
+    assert reason.removeprefix("Failed: ") in row.inner_text()
+    _shot(page, "7-jobs-with-failure")
