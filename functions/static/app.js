@@ -197,7 +197,9 @@
     $("retry").dataset.blob = j.input.replace(/^incoming\//, "");
     $("retry").dataset.style = j.style;
     $("retry").dataset.model = j.model;
-    const now = j.tasks_since ? (Date.parse(j.updated) - Date.parse(j.tasks_since)) / 1000 : 0;
+    // Running tasks extend to now (this browser's clock, never before the last update).
+    const now = j.tasks_since ? (Math.max(Date.now(), Date.parse(j.updated)) -
+                                 Date.parse(j.tasks_since)) / 1000 : 0;
     drawTimeline(j.tasks || [], TERMINAL.includes(j.state) ? null : now);
     if (j.state === "completed" && $("preview-fig").hidden) {
       const links = await api("jobs/" + encodeURIComponent(id) + "/links");
