@@ -12,9 +12,11 @@ activity's signature (tests/test_worker_conformance.py loads the app with the wo
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import azure.durable_functions as df
 
-from shared import pipeline
+from shared import pipeline, telemetry
 from shared.jobs import JobRequest
 from shared.settings import get_settings
 
@@ -30,38 +32,56 @@ def _req(payload: Payload) -> JobRequest:
     return JobRequest.from_json(payload["request"])
 
 
+def _traced(activity: str, payload: Payload, run) -> Payload:
+    """Run an activity inside its span, in the job's trace (shared/telemetry.py): spans are
+    emitted here, never from the replayed orchestrator."""
+    req = _req(payload)
+    with telemetry.activity_span(req.job_id, activity, telemetry.stage_of(activity, payload)):
+        return run(req)
+
+
 @bp.activity_trigger(input_name="payload", activity="probe")
 def probe(payload: Payload) -> Payload:
-    return pipeline.probe_job(_ctx(), _req(payload))
+    return _traced("probe", payload, lambda r: pipeline.probe_job(_ctx(), r))
 
 
 @bp.activity_trigger(input_name="payload", activity="split")
 def split(payload: Payload) -> Payload:
-    return pipeline.split_job(_ctx(), _req(payload))
+    return _traced("split", payload, lambda r: pipeline.split_job(_ctx(), r))
 
 
 @bp.activity_trigger(input_name="payload", activity="model_exists")
 def model_exists(payload: Payload) -> Payload:
-    return {"exists": pipeline.model_exists(_ctx(), _req(payload).style)}
+    return _traced("model_exists", payload,
+                   lambda r: {"exists": pipeline.model_exists(_ctx(), r.style)})
 
 
 @bp.activity_trigger(input_name="payload", activity="submit")
 def submit(payload: Payload) -> Payload:
-    return pipeline.submit_job(_ctx(), _req(payload), payload["attempts"], payload["style_blob"],
-                               int(payload.get("train_attempt", 0)))
+    return _traced("submit", payload, lambda r: pipeline.submit_job(
+        _ctx(), r, payload["attempts"], payload["style_blob"],
+        int(payload.get("train_attempt", 0))))
 
 
 @bp.activity_trigger(input_name="payload", activity="progress")
 def progress(payload: Payload) -> Payload:
-    return pipeline.progress_job(_ctx(), _req(payload), payload["attempts"],
-                                 int(payload.get("train_attempt", 0)))
+    return _traced("progress", payload, lambda r: pipeline.progress_job(
+        _ctx(), r, payload["attempts"], int(payload.get("train_attempt", 0))))
 
 
 @bp.activity_trigger(input_name="payload", activity="stitch")
 def stitch(payload: Payload) -> Payload:
-    return pipeline.stitch_job(_ctx(), _req(payload))
+    return _traced("stitch", payload, lambda r: pipeline.stitch_job(_ctx(), r))
 
 
 @bp.activity_trigger(input_name="payload", activity="cleanup")
 def cleanup(payload: Payload) -> Payload:
-    return pipeline.cleanup_job(_ctx(), _req(payload), bool(payload.get("failed")))
+    req, ctx = _req(payload), _ctx()
+    with telemetry.activity_span(req.job_id, "cleanup", "cleanup"):
+        tasks = pipeline.task_report(ctx, req)
+        result = pipeline.cleanup_job(ctx, req, bool(payload.get("failed")))
+    if payload.get("stages"):  # the job's own span, its stages' and its Batch tasks'
+        telemetry.job_summary(req.job_id, "failed" if payload.get("failed") else "completed",
+                              payload["stages"], datetime.now(UTC).isoformat(), tasks,
+                              {"style": req.style, "model": req.model, "blob": req.blob})
+    return result

@@ -133,12 +133,14 @@ def video_pipeline(context: df.DurableOrchestrationContext):
         if job.req.options.get("reject"):
             raise JobFailed(job.req.options["reject"])
         if st["stage"] == "probe":
+            _stage(job, "probe")
             job.publish("probing")
             result = job.expect_ok((yield from job.call("probe")))
             st.update(probe=result["probe"], style_blob=result["style_blob"],
                       estimate=result.get("estimate"),
                       warnings=result["probe"].get("warnings", []), stage="split")
         if st["stage"] == "split":
+            _stage(job, "split")
             job.publish("splitting")
             result = job.expect_ok((yield from job.call("split")))
             st.update(chunks=result["chunks"], split_mode=result["mode"],
@@ -150,6 +152,7 @@ def video_pipeline(context: df.DurableOrchestrationContext):
                 if not exists["exists"]:
                     st["train"] = {"state": "pending", "progress": 0}
         if st["stage"] == "submit" and st.get("train_attempt"):
+            _stage(job, "train")
             job.publish("training")
             yield from job.call("submit", attempts={}, style_blob=st["style_blob"],
                                 train_attempt=st["train_attempt"])
@@ -160,6 +163,7 @@ def video_pipeline(context: df.DurableOrchestrationContext):
                 return None  # continued as new
             st["stage"] = "submit"
         if st["stage"] == "submit":
+            _stage(job, "score")
             job.publish("scoring")
             yield from job.call("submit", attempts=st["attempts"], style_blob=st["style_blob"])
             st.update(stage="monitor", scoring_started=_iso(_now(context)))
@@ -169,6 +173,7 @@ def video_pipeline(context: df.DurableOrchestrationContext):
                 return None  # continued as new
             st["stage"] = "stitch"
         if st["stage"] == "stitch":
+            _stage(job, "stitch")
             job.publish("stitching")
             result = job.expect_ok((yield from job.call("stitch")))
             st["result"] = result
@@ -176,12 +181,14 @@ def video_pipeline(context: df.DurableOrchestrationContext):
                 st.setdefault("warnings", []).append(
                     "streams the output container cannot hold were dropped: "
                     + ", ".join(result["streams_dropped"]))
-            yield from job.call("cleanup", failed=False)
+            _stage(job, "cleanup")
+            yield from job.call("cleanup", failed=False, stages=st["stages"])
             return job.publish("completed")
     except JobFailed as exc:
         status = job.publish("failed", error=str(exc))
+        _stage(job, "cleanup")
         try:
-            yield from job.call("cleanup", failed=True)
+            yield from job.call("cleanup", failed=True, stages=st["stages"])
         except JobFailed:
             pass  # the job has failed already; keep its first error
         return status
@@ -221,6 +228,18 @@ def _task_rows(st: dict[str, Any]) -> list[list[Any]]:
         rows.append([int(chunk), int(attempt), _seconds(created, since), _seconds(started, since),
                      _seconds(ended, since), code, node])
     return rows
+
+
+def _stage(job: Job, name: str) -> None:
+    """Record when a stage starts (and the previous one ends), on the orchestration's clock:
+    the cleanup activity writes the job's stage spans from these (shared/telemetry.py), as
+    the orchestrator itself never emits a span (it is replayed)."""
+    stages = job.state.setdefault("stages", {})
+    now = _now(job.context).isoformat()
+    for times in stages.values():
+        if times[1] is None:
+            times[1] = now
+    stages.setdefault(name, [now, None])
 
 
 def _continue(job: Job) -> None:

@@ -17,6 +17,7 @@ import azurefunctions.extensions.bindings.blob as blob_types
 from azure.core.exceptions import HttpResponseError
 
 from functions.starter import build_request, start_job
+from shared import telemetry
 from shared.jobs import INCOMING, InvalidName, validate_blob_name
 from shared.settings import get_settings
 
@@ -41,7 +42,8 @@ async def on_upload(blob: blob_types.BlobClient, client: df.DurableOrchestration
         etag, metadata = "", {}  # a name the service cannot look up
     # A bad name still makes a job, failed at once with the reason: a record, not a log line.
     req = build_request(name, etag, metadata, settings)
-    job_id, started = await start_job(client, req, settings)
+    with telemetry.trigger_span(req.job_id, name):  # the first span of the job's trace
+        job_id, started = await start_job(client, req, settings)
     log.info("%s %s/%r as job %s", "started" if started else "already have", INCOMING, name,
              job_id)
 

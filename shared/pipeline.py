@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import tempfile
 import time
 from dataclasses import dataclass
@@ -415,6 +416,32 @@ def write_result(ctx: Context, req: JobRequest, name: str, path: Path, meta: dic
     except (ResourceExistsError, ResourceModifiedError):
         return f"{OUTGOING}/{name} was written by someone else meanwhile; it was left as it is"
     return None
+
+
+_TASK_ID = re.compile(r"^(?:chunk-(\d+)-a(\d+)|train-a(\d+))$")
+
+
+def task_report(ctx: Context, req: JobRequest) -> list[dict[str, Any]]:
+    """Every Batch task of the job with its own timestamps, node and frames: the trace's task
+    spans and the task metrics (read before cleanup deletes the Batch job)."""
+    try:
+        states = ctx.backend.task_states(req.job_id)
+        frames = {c.index: c.frames for c in load_chunks(ctx, req.job_id)} if states else {}
+    except Exception as exc:  # telemetry must never fail a job
+        log.warning("no task report for %s: %s", req.job_id, exc)
+        return []
+    report = []
+    for t in states:
+        m = _TASK_ID.match(t.id)
+        if not m:
+            continue
+        chunk = int(m.group(1)) if m.group(1) else None
+        report.append({"id": t.id, "stage": "train" if chunk is None else "score",
+                       "chunk": chunk, "attempt": int(m.group(2) or m.group(3)),
+                       "state": t.state, "created": t.created, "started": t.started,
+                       "ended": t.ended, "node": t.node,
+                       "frames": frames.get(chunk) if chunk is not None else None})
+    return report
 
 
 def cleanup_job(ctx: Context, req: JobRequest, failed: bool) -> dict[str, Any]:

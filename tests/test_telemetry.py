@@ -1,0 +1,104 @@
+"""One job, one trace: the trigger, every stage, every activity and every chunk task of a real
+job (the Function app on the local host, real Batch tasks) land in one trace whose id derives
+from the job id; the task metrics are recorded; the status carries the task timeline."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from opentelemetry import metrics, trace
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from shared import telemetry
+from tests.conftest import Harness
+
+
+@pytest.fixture(scope="module")
+def otel() -> Iterator[tuple[InMemorySpanExporter, InMemoryMetricReader]]:
+    spans, reader = InMemorySpanExporter(), InMemoryMetricReader()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(spans))
+    trace.set_tracer_provider(provider)
+    metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
+    if trace.get_tracer_provider() is not provider:
+        pytest.skip("another tracer provider was set earlier in this process")
+    yield spans, reader
+
+
+def _points(reader: InMemoryMetricReader) -> dict[str, list[Any]]:
+    found: dict[str, list[Any]] = {}
+    for rm in reader.get_metrics_data().resource_metrics:
+        for sm in rm.scope_metrics:
+            for m in sm.metrics:
+                found.setdefault(m.name, []).extend(m.data.data_points)
+    return found
+
+
+def test_one_job_is_one_trace_covering_every_stage_activity_and_chunk_task(
+        otel, make_harness, clips):
+    exporter, reader = otel
+    harness: Harness = make_harness(FRAMES_PER_CHUNK="16")
+    name = harness.upload(clips["bbb_small"], style="swirl", model="fast")
+    harness.functions.trigger_blob(name)
+    job_id = harness.job_id_for(name)
+    final, _ = harness.watch(job_id)
+    assert final["state"] == "completed", final
+
+    spans = [s for s in exporter.get_finished_spans() if s.attributes.get("job.id") == job_id]
+    assert {s.context.trace_id for s in spans} == {telemetry.trace_id(job_id)}
+    by_id = {s.context.span_id: s for s in spans}
+    (root,) = [s for s in spans if s.parent is None]
+    assert root.name == "job" and root.attributes["state"] == "completed"
+    for s in spans:  # one tree: every parent is a span of the trace
+        assert s is root or s.parent.span_id in by_id, s.name
+    names = Counter(s.name for s in spans)
+    assert names["trigger"] == 1 and by_id[_parent(spans, "trigger")].name == "job"
+
+    stages = {s.name.removeprefix("stage "): s for s in spans if s.name.startswith("stage ")}
+    assert set(stages) == {"probe", "split", "score", "stitch", "cleanup"}  # model trained
+    assert all(s.parent.span_id == root.context.span_id for s in stages.values())
+    expected = {"probe": "probe", "split": "split", "model_exists": "split", "submit": "score",
+                "progress": "score", "stitch": "stitch", "cleanup": "cleanup"}
+    for activity, stage in expected.items():
+        runs = [s for s in spans if s.name == f"activity {activity}"]
+        assert runs, activity
+        assert {by_id[s.parent.span_id].name for s in runs} == {f"stage {stage}"}
+
+    tasks = sorted((s for s in spans if s.name.startswith("task ")), key=lambda s: s.name)
+    assert [s.attributes["chunk"] for s in tasks] == [0, 1, 2]  # 40 frames in chunks of 16
+    assert [s.attributes["frames"] for s in tasks] == [16, 16, 8]
+    for s in tasks:
+        assert by_id[s.parent.span_id].name == "stage score"
+        assert s.attributes["task.state"] == "succeeded"
+        assert s.attributes["batch.node"] == "localhost"
+        assert s.attributes["batch.queue_wait_s"] >= 0 and s.attributes["batch.run_s"] > 0
+        assert s.attributes["frames_per_s"] > 0
+        assert s.start_time <= s.end_time
+
+    points = _points(reader)
+    assert sum(p.count for p in points["stylebatch.task.frames_per_second"]) >= 3
+    assert sum(p.count for p in points["stylebatch.task.queue_wait"]) >= 3
+    assert any(p.attributes == {"state": "completed"} and p.value >= 1
+               for p in points["stylebatch.jobs"])
+
+    # The job page's timeline: one row per chunk task, with its times and node.
+    rows = final["tasks"]
+    assert sorted(r[0] for r in rows) == [0, 1, 2]
+    for _chunk, attempt, queued, started, ended, code, node in rows:
+        assert attempt == 1 and code == "S" and node == "localhost"
+        assert queued is not None and started is not None and ended is not None
+        assert ended >= started
+    assert len(json.dumps(final)) < 16 * 1024
+
+
+def _parent(spans: list[Any], name: str) -> int:
+    (span,) = [s for s in spans if s.name == name]
+    return span.parent.span_id
