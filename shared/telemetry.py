@@ -119,12 +119,23 @@ def configure() -> None:
             return
         _done = True
         if os.environ.get("APPLICATIONINSIGHTS_CONNECTION_STRING"):
-            from azure.identity import DefaultAzureCredential
             from azure.monitor.opentelemetry import configure_azure_monitor
 
-            configure_azure_monitor(credential=DefaultAzureCredential(),
-                                    logger_name="shared")
+            # Logs of the pipeline's code (shared.*) go with the span they were written in.
+            configure_azure_monitor(credential=_credential(), logger_name="shared")
         _install_id_generator()
+
+
+def _credential() -> Any:
+    """The app's managed identity: the user-assigned one that
+    APPLICATIONINSIGHTS_AUTHENTICATION_STRING names (``ClientId=…;Authorization=AAD``)."""
+    from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
+
+    auth = os.environ.get("APPLICATIONINSIGHTS_AUTHENTICATION_STRING", "")
+    parts = dict(p.split("=", 1) for p in auth.split(";") if "=" in p)
+    if parts.get("ClientId"):
+        return ManagedIdentityCredential(client_id=parts["ClientId"])
+    return DefaultAzureCredential()
 
 
 def configure_file(path: str | os.PathLike) -> None:

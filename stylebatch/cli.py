@@ -189,6 +189,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         data.mkdir(parents=True, exist_ok=True)
         local = LocalStack(stack, azurite_dir=str(data.resolve()), env=_env_overrides(args),
                            app=args.app)
+        if args.trace_file:  # one trace per job, as JSON lines (shared/telemetry.py)
+            from shared import telemetry
+
+            Path(args.trace_file).parent.mkdir(parents=True, exist_ok=True)
+            telemetry.configure_file(args.trace_file)
         local.functions.serve_http(args.port)
         if getattr(local, "azurite", None) is not None:  # the page uploads to it directly
             local.store.allow_browser([f"http://127.0.0.1:{args.port}",
@@ -199,6 +204,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         conn = os.environ.get("STORAGE", "(configured storage)")
         print(f"stylebatch serving on http://127.0.0.1:{args.port}/api/jobs\n"
               f"web page: http://127.0.0.1:{args.port}/api/ui\n"
+              f"traces: {args.trace_file or '(off)'}\n"
               f"storage: {conn}\n"
               f"upload a video to the '{INCOMING}' container to start a job; Ctrl-C stops.",
               flush=True)
@@ -252,6 +258,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--process-existing", action="store_true",
                    help="also start jobs for blobs already in incoming/ at start-up")
     s.add_argument("--poll", type=float, default=None, help="orchestrator poll interval, s")
+    s.add_argument("--trace-file", default=".work/traces.jsonl", help="write each job's "
+                   "trace spans here as JSON lines ('' for none)")
     scoring_options(s)
     s.set_defaults(func=cmd_serve)
 

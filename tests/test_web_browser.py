@@ -9,6 +9,7 @@ reasons. A screenshot of each page goes to artifacts/web/ (git-ignored).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from shared import telemetry
 from stylebatch.azurite import free_port
 from tests.conftest import ffmpeg, framemd5
 from tests.corpus import CARPHONE
@@ -36,6 +38,7 @@ playwright_api = pytest.importorskip("playwright.sync_api",
                                      reason="playwright is in requirements-dev.txt")
 
 FRAMES = 24  # the clip the page uploads and the result must have
+TRACES: list[Path] = []  # where the server writes its spans
 
 
 @pytest.fixture(scope="module")
@@ -57,12 +60,13 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`stylebatch serve` as a user starts it; yields the page URL it prints."""
     data = tmp_path_factory.mktemp("serve")
+    TRACES.append(data / "traces.jsonl")
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("STORAGE")}
     proc = subprocess.Popen(
         [sys.executable, "-m", "stylebatch.cli", "serve", "--port", str(port), "--data",
          str(data / "azurite"), "--poll-blobs", "0.5", "--poll", "1", "--max-side", "64",
-         "--chunk-frames", "8", "--slots", "2"],
+         "--chunk-frames", "8", "--slots", "2", "--trace-file", str(TRACES[-1])],
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines: list[str] = []
     url: list[str] = []
@@ -174,6 +178,12 @@ def test_upload_watch_preview_and_download(page, clips, tmp_path):
     download.value.save_as(saved)
     assert saved.suffix == ".mp4"
     assert len(framemd5(saved)) == FRAMES
+    # The server wrote the job's trace: its own span, one per chunk task, all one trace id.
+    spans = [json.loads(line) for line in TRACES[-1].read_text().splitlines()]
+    mine = [s for s in spans if s["attributes"].get("job.id") == job_id]
+    assert {s["context"]["trace_id"] for s in mine} == {"0x" + telemetry.trace_id_hex(job_id)}
+    assert [s["attributes"]["state"] for s in mine if s["name"] == "job"] == ["completed"]
+    assert len([s for s in mine if s["name"].startswith("task chunk-")]) == FRAMES // 8
     page.goto(page.url.split("#")[0] + "#")
     page.wait_for_selector(f"#jobs a[href='#job/{job_id}']")
     row = page.locator("#jobs tr", has=page.locator(f"a[href='#job/{job_id}']"))
