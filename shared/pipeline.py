@@ -282,22 +282,30 @@ def progress_job(ctx: Context, req: JobRequest, attempts: dict[str, int],
     """Where the current attempts stand, compactly (it goes into orchestration history).
 
     ``states``: one letter per chunk (P pending, R running, S succeeded, F failed, - unknown);
-    ``failures``: details of failed chunks; ``frames_done``: frames of finished chunks plus
-    what running tasks have reported.
+    ``failures``: details of failed chunks; ``missing``: chunks whose task the backend does not
+    know (lost with a local pool, or a deleted Batch job); ``backend_retries``: retries the
+    backend made itself, ``{"<chunk>/<attempt>": [count, last error]}``; ``frames_done``:
+    frames of finished chunks plus what running tasks have reported.
     """
     wanted = {chunk_task_id(int(i), a): int(i) for i, a in attempts.items()}
+    attempt_of = {int(i): a for i, a in attempts.items()}
     by_id = {t.id: t for t in ctx.backend.task_states(req.job_id)}
     n = max((int(i) for i in attempts), default=-1) + 1
     codes = ["-"] * n
     failures = []
+    missing = []
+    backend_retries: dict[str, list[Any]] = {}
     running: dict[str, int] = {}  # chunk -> frames done so far, for the ETA
     frames_done = 0
     chunk_frames = {c.index: c.frames for c in load_chunks(ctx, req.job_id)} if attempts else {}
     for task_id, index in wanted.items():
         t = by_id.get(task_id)
         if t is None:
+            missing.append(index)
             continue
         codes[index] = _STATE_CODE[t.state]
+        if t.retries:
+            backend_retries[f"{index}/{attempt_of[index]}"] = [t.retries, _short(t.retry_error)]
         if t.state == "succeeded":
             frames_done += chunk_frames.get(index, 0)
         elif t.state == "running":
@@ -308,7 +316,8 @@ def progress_job(ctx: Context, req: JobRequest, attempts: dict[str, int],
             failures.append({"chunk": index, "task": task_id, "exit_code": t.exit_code,
                              "bad_input": t.bad_input, "error": _short(t.error), "log": t.log})
     result: dict[str, Any] = {"states": "".join(codes), "failures": failures,
-                              "frames_done": frames_done, "running": running}
+                              "frames_done": frames_done, "running": running,
+                              "missing": sorted(missing), "backend_retries": backend_retries}
     if train_attempt:
         t = by_id.get(train_task_id(train_attempt))
         result["train"] = None if t is None else {
@@ -364,7 +373,7 @@ def stitch_job(ctx: Context, req: JobRequest) -> dict[str, Any]:
 def cleanup_job(ctx: Context, req: JobRequest, failed: bool) -> dict[str, Any]:
     """Delete work/<job>/ and the Batch job; on failure keep work/ when so configured."""
     try:
-        ctx.backend.delete(req.job_id)
+        _stop_batch_job(ctx, req.job_id, CANCEL_WAIT_S)
     except Exception as exc:  # cleanup must not fail a finished job
         log.warning("could not delete Batch job %s: %s", req.job_id, exc)
     if failed and ctx.settings.keep_work_on_failure:
@@ -372,8 +381,31 @@ def cleanup_job(ctx: Context, req: JobRequest, failed: bool) -> dict[str, Any]:
     return {"deleted": ctx.store.delete_prefix(WORK, work_prefix(req.job_id))}
 
 
-def cancel_job(ctx: Context, job_id: str) -> None:
+# How long a cancel waits for the job's tasks to stop before it deletes their folder anyway.
+CANCEL_WAIT_S = 120.0
+
+
+def cancel_job(ctx: Context, job_id: str, wait_s: float = CANCEL_WAIT_S) -> bool:
     """Stop the Batch side of a cancelled job and drop its intermediates (the HTTP cancel
-    route terminates the orchestration, which therefore cannot clean up itself)."""
-    ctx.backend.cancel(job_id)
+    route terminates the orchestration, which therefore cannot clean up itself).
+
+    The tasks are stopped and waited for *before* work/<job>/ is deleted, so no late upload
+    (a killed task's log) lands afterwards; then the Batch job is deleted, so a restart of the
+    job starts from a clean slate. Returns False when the tasks did not stop in time (the
+    folder is deleted all the same)."""
+    stopped = _stop_batch_job(ctx, job_id, wait_s)
     ctx.store.delete_prefix(WORK, work_prefix(job_id))
+    return stopped
+
+
+def _stop_batch_job(ctx: Context, job_id: str, wait_s: float) -> bool:
+    """Terminate the Batch job, wait for its tasks to end (a failed job's other chunks may
+    still run and would upload their logs late), then delete it."""
+    backend = ctx.backend
+    backend.cancel(job_id)
+    stopped = backend.wait_stopped(job_id, wait_s)
+    if not stopped:
+        log.warning("tasks of job %s still running after %.0f s; deleting it anyway",
+                    job_id, wait_s)
+    backend.delete(job_id)
+    return stopped

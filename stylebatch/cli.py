@@ -6,7 +6,10 @@
 
 `run` and `serve` use the real Function app (function_app.py) through the host-less Durable
 host, blob storage through azure-storage-blob (an embedded Azurite unless STORAGE is set), and
-the local Batch backend (chunk tasks as subprocesses).
+the local Batch backend (chunk tasks as subprocesses). The Durable host keeps its instances in
+that storage, so `serve` resumes interrupted jobs and lists finished ones after any restart.
+Every child process dies with this one; temporary files live in one private folder that is
+removed on exit (or, after a crash, by the next start).
 """
 
 from __future__ import annotations
@@ -52,8 +55,18 @@ class LocalStack:
 
     def __init__(self, stack: ExitStack, *, real_clock: bool = True,
                  azurite_dir: str | None = None, env: dict[str, str] | None = None):
+        import shutil
+        import tempfile
+
+        from shared.procs import private_tempdir
         from shared.storage import get_store
 
+        # Split/stitch scratch, the local pool's task folders and the tasks' own temporary
+        # files (TMPDIR) all go into one folder of this process.
+        tmp = private_tempdir("stylebatch")
+        stack.callback(shutil.rmtree, tmp, True)
+        tempfile.tempdir = tmp
+        os.environ["TMPDIR"] = tmp
         os.environ.update(env or {})
         if not any(os.environ.get(name) for name in STORAGE_SETTING_NAMES):
             from stylebatch.azurite import Azurite
@@ -67,14 +80,20 @@ class LocalStack:
 
         import function_app
         from stylebatch.durable_host import DurableHost, RealClock, VirtualClock
+        from stylebatch.durable_store import BlobInstanceStore
         from stylebatch.local_host import LocalFunctionHost
 
+        # The Durable host stops first (on exit callbacks run in reverse): an instance
+        # interrupted here stays "running" in storage and resumes at the next start, rather
+        # than seeing its tasks killed by the backend's shutdown.
+        stack.callback(self._stop_backend)
+        self.instance_store = BlobInstanceStore(self.store.service)
         self.durable = DurableHost(function_app.app,
-                                   clock=RealClock() if real_clock else VirtualClock())
+                                   clock=RealClock() if real_clock else VirtualClock(),
+                                   store=self.instance_store)
         self.durable.serve_client_api().start_background()
         stack.callback(self.durable.stop)
         self.functions = LocalFunctionHost(function_app.app, self.durable, self.store)
-        stack.callback(self._stop_backend)
 
     def _stop_backend(self) -> None:
         from shared.batch.local import LocalBatchBackend
@@ -186,18 +205,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
         local = LocalStack(stack, azurite_dir=str(data.resolve()), env=_env_overrides(args))
         local.functions.serve_http(args.port)
         poller = BlobPoller(local.functions, interval_s=args.poll_blobs,
-                            include_existing=args.process_existing).start()
+                            include_existing=args.process_existing,
+                            state=local.instance_store).start()
         stack.callback(poller.stop)
         conn = os.environ.get("STORAGE", "(configured storage)")
+        resumed = local.durable.resumed
         print(f"stylebatch serving on http://127.0.0.1:{args.port}/api/jobs\n"
               f"storage: {conn}\n"
-              f"upload a video to the '{INCOMING}' container to start a job; Ctrl-C stops.",
+              + (f"resuming {len(resumed)} interrupted job(s): {', '.join(sorted(resumed))}\n"
+                 if resumed else "")
+              + f"upload a video to the '{INCOMING}' container to start a job; Ctrl-C stops.",
               flush=True)
         try:
             while True:
                 time.sleep(3600)
         except KeyboardInterrupt:
-            print("stopping", file=sys.stderr)
+            print("stopping; running jobs resume at the next start", file=sys.stderr)
     return 0
 
 
@@ -253,24 +276,34 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _exit_on_sigterm() -> None:
+def _stop_signals() -> None:
     """SIGTERM (e.g. `timeout`, a container stop) unwinds like Ctrl-C, so Azurite and the
-    local Batch tasks are stopped instead of being left behind."""
+    local Batch tasks are stopped instead of being left behind. The first signal starts the
+    unwinding; more of them are ignored so the clean-up is not cut short by a traceback."""
     import signal
 
     def handler(signum: int, frame: Any) -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
         raise SystemExit(128 + signum)
 
     signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
 
 
 def main(argv: list[str] | None = None) -> int:
-    _exit_on_sigterm()
+    _stop_signals()
     logging.basicConfig(level=os.environ.get("LOG_LEVEL", "WARNING"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
     handler = getattr(args, "func", None) or args.handler
-    return int(handler(args) or 0)
+    try:
+        return int(handler(args) or 0)
+    except KeyboardInterrupt:
+        print(f"\nstylebatch {args.cmd}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
