@@ -197,12 +197,17 @@ def _follow(local: LocalStack, job_id: str, quiet: bool = False) -> dict[str, An
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from stylebatch.azurite import DataFolderInUse
     from stylebatch.local_host import BlobPoller
 
     with ExitStack() as stack:
         data = Path(args.data)
         data.mkdir(parents=True, exist_ok=True)
-        local = LocalStack(stack, azurite_dir=str(data.resolve()), env=_env_overrides(args))
+        try:
+            local = LocalStack(stack, azurite_dir=str(data.resolve()), env=_env_overrides(args))
+        except DataFolderInUse as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
         local.functions.serve_http(args.port)
         poller = BlobPoller(local.functions, interval_s=args.poll_blobs,
                             include_existing=args.process_existing,
@@ -262,7 +267,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--poll-blobs", type=float, default=2.0, help="seconds between scans of "
                    "incoming/")
     s.add_argument("--process-existing", action="store_true",
-                   help="also start jobs for blobs already in incoming/ at start-up")
+                   help="start jobs for every blob in incoming/ that has none (blobs whose "
+                   "job exists, running or finished, start nothing). Without it, the first "
+                   "start ignores blobs already there; later starts catch up on blobs that "
+                   "arrived while serve was down")
     s.add_argument("--poll", type=float, default=None, help="orchestrator poll interval, s")
     scoring_options(s)
     s.set_defaults(func=cmd_serve)
