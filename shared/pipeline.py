@@ -164,18 +164,35 @@ def split_job(ctx: Context, req: JobRequest) -> dict[str, Any]:
     def upload(index: int, path: Path) -> None:
         ctx.store.upload_file(WORK, chunk_blob(req.job_id, index), path)
         path.unlink()  # keep the local disk small: one or two chunks at a time
+        _check_not_cancelled(ctx, req.job_id)
 
     with tempfile.TemporaryDirectory(prefix="split-") as tmp:
         try:
             split(source, p, chunks, mode, tmp, on_chunk=upload)
+            ctx.store.write_json(WORK, _chunks_blob(req.job_id),
+                                 {"mode": mode, "chunks": [c.to_json() for c in chunks]})
+            _check_not_cancelled(ctx, req.job_id)
         except VideoError as exc:
             if not exc.bad_input:
                 raise
             return _bad(str(exc))
-    ctx.store.write_json(WORK, _chunks_blob(req.job_id),
-                         {"mode": mode, "chunks": [c.to_json() for c in chunks]})
+        except _Cancelled:
+            # Whatever this split uploaded after the cancel's delete goes too.
+            ctx.store.delete_prefix(WORK, work_prefix(req.job_id))
+            return _bad("the job was cancelled while its video was being split")
     return {"ok": True, "mode": mode, "chunks": [[c.start, c.frames] for c in chunks],
             "seconds": round(time.monotonic() - started, 2)}
+
+
+class _Cancelled(Exception):
+    """work/<job>/ was deleted under a running activity: the job was cancelled."""
+
+
+def _check_not_cancelled(ctx: Context, job_id: str) -> None:
+    """A cancel cannot stop a running activity, but it deletes work/<job>/ — probe.json, which
+    every later step needs, included. An activity that writes there looks after each write."""
+    if not ctx.store.exists(WORK, _probe_blob(job_id)):
+        raise _Cancelled(job_id)
 
 
 def load_chunks(ctx: Context, job_id: str) -> list[Chunk]:

@@ -90,3 +90,30 @@ def test_failed_chunks_and_retries_of_both_layers_show_in_the_status(make_harnes
     # Each attempt was retried once by the node, and the first attempt by the orchestrator.
     assert by.count("backend") == 2 and by.count("orchestrator") == 1, final["retries"]
     assert all(r["chunk"] == 0 and r["error"] for r in final["retries"])
+
+
+def test_a_split_running_when_its_job_is_cancelled_leaves_nothing(harness: Harness, clips,
+                                                                  monkeypatch):
+    from functions.starter import build_request
+    from shared import pipeline
+
+    name = harness.upload(clips["bbb_small"])
+    info = harness.store.info("incoming", name)
+    req = build_request(name, info.etag, info.metadata, harness.settings,
+                        options={"frames_per_chunk": 8})  # 5 chunks
+    ctx = pipeline.Context.from_settings(harness.settings)
+    assert pipeline.probe_job(ctx, req)["ok"]
+    real_upload = ctx.store.upload_file
+    uploads: list[str] = []
+
+    def cancel_then_upload(container: str, blob: str, path, **kwargs):
+        if len(uploads) == 2:  # the cancel lands half way; this upload comes after its delete
+            pipeline.cancel_job(ctx, req.job_id, wait_s=5)
+        real_upload(container, blob, path, **kwargs)
+        uploads.append(blob)
+
+    monkeypatch.setattr(ctx.store, "upload_file", cancel_then_upload)
+    result = pipeline.split_job(ctx, req)
+    assert result["ok"] is False and "cancelled" in result["error"]
+    assert len(uploads) == 3  # it stopped at the first look after the cancel
+    assert not list(harness.store.list("work", f"{req.job_id}/"))
