@@ -54,13 +54,19 @@ class LocalStack:
     """Storage (Azurite unless configured), Durable host, Function host: one process."""
 
     def __init__(self, stack: ExitStack, *, real_clock: bool = True,
-                 azurite_dir: str | None = None, env: dict[str, str] | None = None):
+                 azurite_dir: str | None = None, env: dict[str, str] | None = None,
+                 app: str | None = None):
         import shutil
         import tempfile
 
         from shared.procs import private_tempdir
         from shared.storage import get_store
+        from stylebatch import worker
 
+        # The app is loaded by the real Python worker's code first: an app the worker would
+        # refuse (so Azure and `func start` would run none of it) stops here, before anything
+        # starts, with the worker's message (AppLoadError).
+        self.app = worker.load_script(app) if app else worker.load_app()
         # Split/stitch scratch, the local pool's task folders and the tasks' own temporary
         # files (TMPDIR) all go into one folder of this process.
         tmp = private_tempdir("stylebatch")
@@ -78,7 +84,6 @@ class LocalStack:
         self.store = get_store(self.settings)
         seed_assets(self.store)
 
-        import function_app
         from stylebatch.durable_host import DurableHost, RealClock, VirtualClock
         from stylebatch.durable_store import BlobInstanceStore
         from stylebatch.local_host import LocalFunctionHost
@@ -88,12 +93,11 @@ class LocalStack:
         # than seeing its tasks killed by the backend's shutdown.
         stack.callback(self._stop_backend)
         self.instance_store = BlobInstanceStore(self.store.service)
-        self.durable = DurableHost(function_app.app,
-                                   clock=RealClock() if real_clock else VirtualClock(),
+        self.durable = DurableHost(self.app, clock=RealClock() if real_clock else VirtualClock(),
                                    store=self.instance_store)
         self.durable.serve_client_api().start_background()
         stack.callback(self.durable.stop)
-        self.functions = LocalFunctionHost(function_app.app, self.durable, self.store)
+        self.functions = LocalFunctionHost(self.app, self.durable, self.store)
 
     def _stop_backend(self) -> None:
         from shared.batch.local import LocalBatchBackend
@@ -146,7 +150,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     with ExitStack() as stack:
         env = {"POLL_INTERVAL_S": "1", **_env_overrides(args)}
-        local = LocalStack(stack, env=env)
+        local = LocalStack(stack, env=env, app=args.app)
         store, settings = local.store, local.settings
         style = _style_name(store, args.style)
         metadata = {k: v for k, v in (("style", style), ("model", args.model)) if v}
@@ -204,7 +208,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         data = Path(args.data)
         data.mkdir(parents=True, exist_ok=True)
         try:
-            local = LocalStack(stack, azurite_dir=str(data.resolve()), env=_env_overrides(args))
+            local = LocalStack(stack, azurite_dir=str(data.resolve()), env=_env_overrides(args),
+                               app=args.app)
         except DataFolderInUse as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
@@ -244,6 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--steps", type=int, help="gatys: L-BFGS steps for a chunk's first frame")
         sp.add_argument("--warm-steps", type=int, help="gatys: steps for each following frame")
         sp.add_argument("--train-steps", type=int, help="fast: training steps for a new style")
+        sp.add_argument("--app", help="the Function app's script (default: this repository's "
+                        "function_app.py), loaded by the real Python worker's code")
 
     r = sub.add_parser("run", help="run one job end to end on this machine",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -252,7 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: setting DEFAULT_STYLE)")
     r.add_argument("--model", choices=("gatys", "fast"), help="default: setting DEFAULT_MODEL")
     r.add_argument("-o", "--output", help="where to write the result "
-                   "(default: out/<stem>.<style>.<ext>)")
+                   "(default: out/<the result's name in outgoing>)")
     r.add_argument("--poll", type=float, default=None, help="seconds between progress polls "
                    "of the orchestrator (default 1)")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -307,8 +314,14 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
     handler = getattr(args, "func", None) or args.handler
+    from stylebatch.worker import AppLoadError
+
     try:
         return int(handler(args) or 0)
+    except AppLoadError as exc:
+        print(f"error: the Python worker refuses the Function app, so Azure and `func start` "
+              f"would run none of its functions:\n  {exc}", file=sys.stderr)
+        return 3
     except KeyboardInterrupt:
         print(f"\nstylebatch {args.cmd}: interrupted", file=sys.stderr)
         return 130

@@ -13,6 +13,7 @@ from datetime import timedelta
 import azure.durable_functions as df
 import pytest
 
+from stylebatch import worker
 from stylebatch.durable_host import DurableHost, VirtualClock
 
 app = df.DFApp()
@@ -102,7 +103,7 @@ def generations(context: df.DurableOrchestrationContext):
 @pytest.fixture
 def host():
     clock = VirtualClock()
-    h = DurableHost(app, clock=clock).serve_client_api().start_background()
+    h = DurableHost(worker.load_app(__name__), clock=clock).serve_client_api().start_background()
     yield h
     h.stop()
 
@@ -159,7 +160,8 @@ def test_starting_a_running_instance_raises_and_a_finished_one_is_replaced(host:
     from stylebatch.durable_host import RealClock
 
     # On a real clock the orchestrator's hour-long timer keeps the instance running.
-    real = DurableHost(app, clock=RealClock()).serve_client_api().start_background()
+    real = DurableHost(worker.load_app(__name__), clock=RealClock())
+    real.serve_client_api().start_background()
     try:
         client = _client(real)
         real.run_async(client.start_new("summing", "dup-1", {"n": 1}))
@@ -198,7 +200,7 @@ def instance_store(azurite):
 def test_a_restarted_host_resumes_interrupted_instances_and_keeps_finished_ones(instance_store):
     gate.clear()
     gate_calls.clear()
-    first = DurableHost(app, clock=VirtualClock(), store=instance_store)
+    first = DurableHost(worker.load_app(__name__), clock=VirtualClock(), store=instance_store)
     first.serve_client_api().start_background()
     client = _client(first)
     first.run_async(client.start_new("summing", "done-1", {"n": 2}))
@@ -211,7 +213,7 @@ def test_a_restarted_host_resumes_interrupted_instances_and_keeps_finished_ones(
     assert gate_calls == [10]
     first.stop()  # the process "dies" while the gated activity runs
 
-    second = DurableHost(app, clock=VirtualClock(), store=instance_store)
+    second = DurableHost(worker.load_app(__name__), clock=VirtualClock(), store=instance_store)
     try:
         assert second.resumed == ["cut-1"]
         gate.set()
@@ -232,7 +234,7 @@ def test_a_restarted_host_resumes_interrupted_instances_and_keeps_finished_ones(
     finally:
         second.stop()
     # A third start finds nothing to resume.
-    third = DurableHost(app, clock=VirtualClock(), store=instance_store)
+    third = DurableHost(worker.load_app(__name__), clock=VirtualClock(), store=instance_store)
     assert third.resumed == [] and set(third.instances) == {"done-1", "cut-1"}
     third.stop()
 
@@ -240,7 +242,7 @@ def test_a_restarted_host_resumes_interrupted_instances_and_keeps_finished_ones(
 def test_terminated_and_replaced_instances_are_saved_too(instance_store):
     from stylebatch.durable_host import RealClock
 
-    host = DurableHost(app, clock=RealClock(), store=instance_store)
+    host = DurableHost(worker.load_app(__name__), clock=RealClock(), store=instance_store)
     host.serve_client_api().start_background()
     client = _client(host)
     host.run_async(client.start_new("summing", "t-1", {"n": 1}))  # waits an hour: running
@@ -249,7 +251,7 @@ def test_terminated_and_replaced_instances_are_saved_too(instance_store):
     host.run_async(client.terminate("t-1", "user asked"))
     assert host.wait_for("t-1", timeout=30).status == "Terminated"
     host.stop()
-    again = DurableHost(app, clock=VirtualClock(), store=instance_store)
+    again = DurableHost(worker.load_app(__name__), clock=VirtualClock(), store=instance_store)
     try:
         assert again.resumed == [] and again.instances["t-1"].status == "Terminated"
         again.serve_client_api().start_background()
@@ -258,6 +260,6 @@ def test_terminated_and_replaced_instances_are_saved_too(instance_store):
         assert again.wait_for("t-1", timeout=30).output["total"] == 6
     finally:
         again.stop()
-    last = DurableHost(app, store=instance_store)
+    last = DurableHost(worker.load_app(__name__), store=instance_store)
     assert last.instances["t-1"].status == "Completed"
     last.stop()
