@@ -555,7 +555,7 @@ class DurableHost:
         instance_id = request.match_info.get("id") or uuid.uuid4().hex
         body = await request.text()
         # The client posts json.dumps(input) as a JSON body, i.e. a JSON string holding the
-        # input's JSON text; the orchestrator's context gets that text (ARCHITECTURE.md §5).
+        # input's JSON text; the orchestrator's context gets that text.
         value = json.loads(body) if body else None
         input_json = value if isinstance(value, str) or value is None else json.dumps(value)
         try:

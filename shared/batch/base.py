@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
-# Exit codes of the chunk task contract (ARCHITECTURE.md §3).
+# Exit codes of the chunk task contract (docs/architecture.md).
 EXIT_OK = 0
 EXIT_BAD_INPUT = 2  # do not retry: the same input will fail the same way
 
