@@ -34,6 +34,8 @@ from typing import Any
 
 import av
 
+from shared.procs import die_with_parent
+
 log = logging.getLogger(__name__)
 # PyAV's default (no Python log callback) on purpose: a callback deadlocks when a libav decoder
 # thread logs while the GIL-holding thread closes that decoder. Errors still raise exceptions.
@@ -57,7 +59,7 @@ def ffmpeg_exe() -> str:
 def run_ffmpeg(args: list[str]) -> subprocess.CompletedProcess:
     """Run the bundled ffmpeg with ``args``; raise VideoError with its last stderr lines."""
     cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", *args]
-    proc = subprocess.run(cmd, capture_output=True)
+    proc = subprocess.run(cmd, capture_output=True, preexec_fn=die_with_parent())
     if proc.returncode != 0:
         tail = proc.stderr.decode(errors="replace").strip().splitlines()[-5:]
         raise VideoError("ffmpeg failed: " + " | ".join(tail), bad_input=False)
