@@ -187,7 +187,7 @@ def test_upload_watch_preview_and_download(page, clips, tmp_path):
     page.goto(page.url.split("#")[0] + "#")
     page.wait_for_selector(f"#jobs a[href='#job/{job_id}']")
     row = page.locator("#jobs tr", has=page.locator(f"a[href='#job/{job_id}']"))
-    assert "completed" in row.inner_text()
+    playwright_api.expect(row).to_contain_text("completed", timeout=10_000)
     _shot(page, "3-jobs")
 
 
@@ -228,6 +228,7 @@ def test_bad_uploads_show_their_reason(page, clips, console):
     _shot(page, "6-job-failed")
     page.goto(page.url.split("#")[0] + "#")
     row = page.locator("#jobs tr", has=page.locator(f"a[href='#job/{job_id}']"))
-    row.wait_for()
-    assert reason.removeprefix("Failed: ") in row.inner_text()
+    # The table refreshes itself (it may still show the state from before the job failed).
+    playwright_api.expect(row).to_contain_text(reason.removeprefix("Failed: "), timeout=10_000)
+    playwright_api.expect(row).to_contain_text("failed")
     _shot(page, "7-jobs-with-failure")
