@@ -26,7 +26,7 @@ import azure.durable_functions as df
 import azure.functions as func
 
 from functions.starter import build_request, start_job
-from shared import pipeline
+from shared import pipeline, telemetry
 from shared.jobs import (
     INCOMING,
     InvalidName,
@@ -166,7 +166,9 @@ async def cancel_job(req: func.HttpRequest, client: Client) -> func.HttpResponse
         return _error(404, f"no job with id {job_id}")
     if runtime in _TERMINAL_RUNTIME:
         return _error(409, f"job {job_id} has already ended ({runtime.lower()})")
-    await client.terminate(job_id, "cancelled by the user")
-    await asyncio.to_thread(pipeline.cancel_job, pipeline.Context.from_settings(get_settings()),
-                            job_id)
+    with telemetry.job_span(job_id, "cancel"):
+        await client.terminate(job_id, "cancelled by the user")
+        await asyncio.to_thread(pipeline.cancel_job,
+                                pipeline.Context.from_settings(get_settings()), job_id)
+    telemetry.job_ended("cancelled")
     return _json({"id": job_id, "state": "cancelled"}, 202)

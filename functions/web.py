@@ -3,7 +3,9 @@
     GET  /api/ui                the page (HTML with its CSS and JS inlined: one request)
     GET  /api/styles            the style gallery: names with short-lived thumbnail URLs
     POST /api/uploads           {"name": "clip.mp4", "style": ..., "model": ..., "size": n}
-                                → a short-lived URL for ONE new blob in `incoming`
+                                → a short-lived URL for ONE new blob in `incoming`;
+                                {"kind": "style", "name": "starry.jpg"} → one for a new
+                                style image, `styles/<name>.<ext>`
     GET  /api/jobs/{id}/links   short-lived read URLs of a completed job's result and preview
 
 Same auth as the API (function keys in Azure: the page passes its own ``?code=`` on to every
@@ -35,8 +37,10 @@ from shared.jobs import (
     STYLE_EXTENSIONS,
     STYLES,
     InvalidName,
+    slugify,
     split_ext,
     validate_input_name,
+    validate_style,
 )
 from shared.settings import get_settings
 from shared.storage import BlobStore, get_store
@@ -126,6 +130,23 @@ def issue_upload(store: BlobStore, body: Any, settings: Any,
             "headers": {"x-ms-meta-style": style, "x-ms-meta-model": model}}
 
 
+def issue_style_upload(store: BlobStore, body: dict[str, Any],
+                       ttl: timedelta = UPLOAD_TTL) -> dict[str, Any]:
+    """An upload URL for a new style image: ``styles/<name>.<ext>``, a name no style has."""
+    stem, ext = split_ext(body["name"].strip().replace("\\", "/").rsplit("/", 1)[-1])
+    if ext not in STYLE_EXTENSIONS:
+        raise InvalidName(f"a style image must be one of "
+                          f"{', '.join('.' + e for e in STYLE_EXTENSIONS)}, not "
+                          f"{('.' + ext) if ext else 'a file without extension'}")
+    style = validate_style(slugify(stem).replace("_", "-")[:40].strip("-"))
+    if any(split_ext(b.name)[0].lower() == style for b in store.list(STYLES, style)):
+        raise InvalidName(f"a style named {style!r} exists already: rename the image")
+    name = f"{style}.{ext}"
+    return {"blob": name, "style": style,
+            "url": store.blob_sas_url(STYLES, name, write=True, ttl=ttl),
+            "headers": {"x-ms-blob-type": "BlockBlob"}}
+
+
 @bp.route(route="uploads", methods=["POST"])
 async def web_upload(req: func.HttpRequest) -> func.HttpResponse:
     try:
@@ -135,7 +156,11 @@ async def web_upload(req: func.HttpRequest) -> func.HttpResponse:
                            "\"model\": ...}")
     settings = get_settings()
     try:
-        issued = await asyncio.to_thread(issue_upload, get_store(settings), body, settings)
+        if isinstance(body, dict) and body.get("kind") == "style" and isinstance(
+                body.get("name"), str):
+            issued = await asyncio.to_thread(issue_style_upload, get_store(settings), body)
+        else:
+            issued = await asyncio.to_thread(issue_upload, get_store(settings), body, settings)
     except InvalidName as exc:
         return _error(400, str(exc))
     return _json(issued, 201)

@@ -194,10 +194,17 @@ def activity_span(job_id: str, activity: str, stage: str) -> Iterator[Any]:
 
 @contextmanager
 def trigger_span(job_id: str, blob: str) -> Iterator[Any]:
-    """A live span around the trigger (or API call) that starts the job."""
-    with _tracer().start_as_current_span("trigger", context=_parent(job_id, "job"),
-                                         kind=SpanKind.CONSUMER,
-                                         attributes={"job.id": job_id, "blob": blob}) as span:
+    """A live span around the trigger that starts the job."""
+    with job_span(job_id, "trigger", kind=SpanKind.CONSUMER, blob=blob) as span:
+        yield span
+
+
+@contextmanager
+def job_span(job_id: str, name: str, kind: SpanKind = SpanKind.INTERNAL,
+             **attributes: Any) -> Iterator[Any]:
+    """A live span directly under the job's (the trigger, a cancel)."""
+    with _tracer().start_as_current_span(name, context=_parent(job_id, "job"), kind=kind,
+                                         attributes={"job.id": job_id, **attributes}) as span:
         yield span
 
 

@@ -53,7 +53,9 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     bad.write_text("these are words, not frames\n" * 20)
     notes = d / "notes.txt"
     notes.write_text("a text file\n")
-    return {"short": short, "long": long, "bad": bad, "notes": notes}
+    style = d / "My Starry.jpg"
+    style.write_bytes((REPO / "assets" / "styles" / "swirl.jpg").read_bytes())
+    return {"short": short, "long": long, "bad": bad, "notes": notes, "style": style}
 
 
 @pytest.fixture(scope="module")
@@ -145,6 +147,20 @@ def _state(page) -> str:
     return page.inner_text("#job-facts dd")
 
 
+def test_add_a_style_image_to_the_gallery(page, clips, console):
+    page.set_input_files("#new-style", str(clips["style"]))
+    playwright_api.expect(page.locator("#style-msg")).to_have_text("Added style my-starry.")
+    assert page.is_checked("#styles input[value=my-starry]")
+    page.wait_for_function("[...document.querySelectorAll('#styles img')]"
+                           ".every((img) => img.complete && img.naturalWidth > 0)")
+    _shot(page, "0-style-added")
+    page.set_input_files("#new-style", str(clips["style"]))  # the same name again
+    playwright_api.expect(page.locator("#style-msg")).to_contain_text("exists already")
+    assert console == ["Failed to load resource: the server responded with a status of 400 "
+                       "(Bad Request)"]  # the refusal, as Chromium reports any failed fetch
+    console.clear()
+
+
 def test_upload_watch_preview_and_download(page, clips, tmp_path):
     percents: list[float] = []
     page.expose_function("recordPercent", lambda p: percents.append(float(p)))
@@ -206,6 +222,9 @@ def test_cancel_a_job_from_its_page(page, clips):
     page.wait_for_function("document.querySelector('#job-facts dd').textContent == "
                            "'cancelled'", timeout=60_000)
     assert page.is_disabled("#cancel") and page.is_enabled("#retry")
+    spans = [json.loads(line) for line in TRACES[-1].read_text().splitlines()]
+    assert [s["name"] for s in spans if s["attributes"].get("job.id") == job_id
+            and s["name"] == "cancel"] == ["cancel"]  # the cancel is in the job's trace
     _shot(page, "5-job-cancelled")
 
 

@@ -137,3 +137,17 @@ def test_page_routes_through_the_worker(harness):
     assert "unsupported file extension .exe" in json.loads(bad.get_body())["error"]
     links = harness.functions.http("GET", "/api/jobs/nope-0000000000000000/links")
     assert links.status_code == 404
+
+
+def test_a_new_style_image_gets_a_url_for_its_own_new_name_only(store):
+    stem = _unique("My Starry")
+    issued = web.issue_style_upload(store, {"kind": "style", "name": f"{stem}.JPG"})
+    assert issued["style"] == stem.lower().replace(" ", "-") and issued["blob"].endswith(".jpg")
+    code, _ = _http(issued["url"], "PUT", b"\xff\xd8 an image", issued["headers"])
+    assert code == 201
+    assert issued["style"] in [s["name"] for s in web.list_styles(store)]
+    assert _http(issued["url"], "GET")[0] == 403
+    with pytest.raises(InvalidName, match="exists already"):
+        web.issue_style_upload(store, {"kind": "style", "name": f"{stem}.png"})
+    with pytest.raises(InvalidName, match="must be one of .jpg, .jpeg, .png"):
+        web.issue_style_upload(store, {"kind": "style", "name": "style.gif"})

@@ -109,7 +109,26 @@
     $("upload-percent").textContent = Math.floor(p) + " %";
   }
 
-  async function loadStyles() {
+  async function addStyle() {
+    const file = $("new-style").files[0];
+    const msg = $("style-msg");
+    if (!file) return;
+    msg.className = "";
+    try {
+      const issued = await api("uploads", { method: "POST", headers: { "content-type":
+        "application/json" }, body: JSON.stringify({ kind: "style", name: file.name }) });
+      await putXhr(issued.url, file, Object.assign({ "x-ms-version": "2021-08-06",
+        "x-ms-blob-content-type": file.type || "image/jpeg" }, issued.headers), () => {});
+      msg.textContent = "Added style " + issued.style + ".";
+      await loadStyles(issued.style);
+    } catch (e) {
+      msg.className = "error";
+      msg.textContent = "Style refused: " + e.message;
+    }
+    $("new-style").value = "";
+  }
+
+  async function loadStyles(selected) {
     const box = $("styles");
     try {
       const data = await api("styles");
@@ -117,7 +136,7 @@
       data.styles.forEach((s) => {
         const label = el("label");
         const input = el("input", null, { type: "radio", name: "style", value: s.name });
-        if (s.name === data.default_style) input.checked = true;
+        if (s.name === (selected || data.default_style)) input.checked = true;
         label.append(input, el("img", null, { src: s.url, alt: "" }), el("span", s.name));
         box.appendChild(label);
       });
@@ -197,10 +216,11 @@
     $("retry").dataset.blob = j.input.replace(/^incoming\//, "");
     $("retry").dataset.style = j.style;
     $("retry").dataset.model = j.model;
-    // Running tasks extend to now (this browser's clock, never before the last update).
-    const now = j.tasks_since ? (Math.max(Date.now(), Date.parse(j.updated)) -
-                                 Date.parse(j.tasks_since)) / 1000 : 0;
-    drawTimeline(j.tasks || [], TERMINAL.includes(j.state) ? null : now);
+    // Running tasks extend to now (this browser's clock, never before the last update); an
+    // ended job's to its last update.
+    const until = TERMINAL.includes(j.state) ? Date.parse(j.updated)
+      : Math.max(Date.now(), Date.parse(j.updated));
+    drawTimeline(j.tasks || [], j.tasks_since ? (until - Date.parse(j.tasks_since)) / 1000 : 0);
     if (j.state === "completed" && $("preview-fig").hidden) {
       const links = await api("jobs/" + encodeURIComponent(id) + "/links");
       $("preview").src = links.preview;
@@ -285,6 +305,7 @@
 
   setupDrop();
   $("upload-form").addEventListener("submit", onUpload);
+  $("new-style").addEventListener("change", addStyle);
   $("cancel").addEventListener("click", cancelJob);
   $("retry").addEventListener("click", retryJob);
   window.addEventListener("hashchange", route);
