@@ -200,8 +200,10 @@ def video_pipeline(context: df.DurableOrchestrationContext):
 
 
 # The timeline of chunk tasks the status carries: at most this many attempts (the latest), in
-# rows of a few numbers each, so the status stays well under the 16 KB custom-status limit.
-MAX_TIMELINE_ROWS = 200
+# rows of a few numbers each, so the status stays well under the 16 KB custom-status limit
+# (tests/test_telemetry.py measures the worst case).
+MAX_TIMELINE_ROWS = 48
+TIMELINE_NODE_CHARS = 16  # the tail of a node id (Azure's are ~70 characters); traces keep all
 
 
 def _record_times(st: dict[str, Any], times: dict[str, list[str | None]]) -> None:
@@ -230,7 +232,7 @@ def _task_rows(st: dict[str, Any]) -> list[list[Any]]:
     for key, (created, started, ended, node, code) in st["timeline"].items():
         chunk, attempt = key.split(":")
         rows.append([int(chunk), int(attempt), _seconds(created, since), _seconds(started, since),
-                     _seconds(ended, since), code, node])
+                     _seconds(ended, since), code, node[-TIMELINE_NODE_CHARS:] if node else None])
     return rows
 
 

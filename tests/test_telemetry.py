@@ -102,3 +102,33 @@ def test_one_job_is_one_trace_covering_every_stage_activity_and_chunk_task(
 def _parent(spans: list[Any], name: str) -> int:
     (span,) = [s for s in spans if s.name == name]
     return span.parent.span_id
+
+
+def test_the_status_with_a_full_timeline_stays_well_under_16_kb():
+    """The worst case: the longest name, every extra field full, the timeline at its cap with
+    Azure-length node ids and long run times."""
+    from functions import orchestrator
+    from shared.jobs import job_status, new_job_request
+
+    name = "n" * 900 + ".mp4"
+    req = new_job_request(name, "0x8DC0FFEE", "s" * 40, "gatys", "2026-12-01T00:00:00Z")
+    st: dict[str, Any] = {"scoring_started": "2026-12-01T00:00:00+00:00", "timeline": {},
+                          "attempts": {}, "codes": "F" * 1000}
+    node = "tvmps_" + "0123456789abcdef" * 4 + "_d"
+    for chunk in range(1000):  # far more attempts than the cap keeps
+        st["attempts"][str(chunk)] = 3
+        times = {str(chunk): ["2026-12-01T00:00:01.123Z", "2026-12-01T01:00:02.456Z",
+                              "2026-12-01T23:59:59.999Z", node]}
+        orchestrator._record_times(st, times)
+    rows = orchestrator._task_rows(st)
+    assert len(rows) == orchestrator.MAX_TIMELINE_ROWS
+    extra = {"tasks": rows, "tasks_since": st["scoring_started"],
+             "retries": [{"chunk": 999, "error": "e" * 300, "by": "orchestrator"}] * 10,
+             "warnings": ["w" * 300] * 3,
+             "video": {"width": 7680, "height": 4320, "fps": "30000/1001", "duration_s": 3600.0,
+                       "audio_streams": 8, "rotation": 270}}
+    status = job_status(req, "scoring", updated="2026-12-01T23:59:59Z", frames_total=10**6,
+                        frames_done=10**5, eta_seconds=99999, extra=extra)
+    size = len(json.dumps(status))
+    print(f"worst-case status: {size} bytes")
+    assert size < 12 * 1024
