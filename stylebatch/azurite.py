@@ -9,12 +9,12 @@ instance has its own temporary data folder and is stopped (and the folder remove
 
 from __future__ import annotations
 
+import http.client
 import shutil
 import socket
 import subprocess
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 from shared.settings import AZURITE_ACCOUNT, AZURITE_KEY
@@ -72,11 +72,15 @@ class Azurite:
                 if self.proc.poll() is not None:
                     break
                 try:
-                    urllib.request.urlopen(f"{self.blob_endpoint}?comp=list", timeout=1)
+                    # Any HTTP answer means it is up (403 without auth is an answer).
+                    conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=1)
+                    try:
+                        conn.request("GET", f"/{AZURITE_ACCOUNT}?comp=list")
+                        conn.getresponse().read()
+                    finally:
+                        conn.close()
                     return self
-                except urllib.error.HTTPError:
-                    return self  # it answered (403 without auth is an answer)
-                except OSError:
+                except (OSError, http.client.HTTPException):
                     time.sleep(0.1)
             self.stop(remove=False)
         raise RuntimeError(f"Azurite did not start; see {self.location}/azurite.log")

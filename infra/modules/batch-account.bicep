@@ -56,7 +56,7 @@ var roles = {
 resource autoStorage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   //checkov:skip=CKV_AZURE_206:holds only application packages, republished by azd provision; LRS is enough
   //checkov:skip=CKV_AZURE_59:the deployer publishes application packages from outside Azure; Entra ID only, deny-by-default ACL with vnetEnabled
-  //checkov:skip=CKV_AZURE_35:defaultAction is Deny with vnetEnabled=true; without a VNet nodes and the deployer reach it over the internet, Entra ID only
+  //checkov:skip=CKV_AZURE_35:vnetEnabled=false only: without a VNet nodes reach it over the internet (Entra ID only); Deny with vnetEnabled=true
   //checkov:skip=CKV_AZURE_43:name is a parameter; main.bicep builds it from lower-case letters and digits (3-24)
   name: autoStorageName
   location: location

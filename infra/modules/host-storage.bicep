@@ -24,8 +24,8 @@ param vnetEnabled bool = false
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   //checkov:skip=CKV_AZURE_206:host state and the app package are rebuilt by azd deploy; LRS is enough and cheapest
-  //checkov:skip=CKV_AZURE_59:public endpoint only while vnetEnabled=false (Flex without a VNet reaches it over the internet, Entra ID only)
-  //checkov:skip=CKV_AZURE_35:defaultAction is Deny with vnetEnabled=true; without a VNet the Flex app reaches it over the internet, Entra ID only
+  //checkov:skip=CKV_AZURE_59:vnetEnabled=false only: without a VNet the Flex app reaches it over the internet (Entra ID only); Disabled with vnetEnabled=true
+  //checkov:skip=CKV_AZURE_35:vnetEnabled=false only: without a VNet the Flex app reaches it over the internet (Entra ID only); Deny with vnetEnabled=true
   //checkov:skip=CKV_AZURE_43:name is a parameter; main.bicep builds it from lower-case letters and digits (3-24)
   name: name
   location: location

@@ -24,6 +24,13 @@ param namePrefix string
 @description('Address space of the VNet.')
 param addressPrefix string = '10.40.0.0/16'
 
+@description('Subnets inside addressPrefix: the app\'s integration, the Batch nodes, the private endpoints.')
+param subnetPrefixes object = {
+  app: '10.40.0.0/24'
+  endpoints: '10.40.1.0/24'
+  pool: '10.40.4.0/22'
+}
+
 @description('Resource id of the data storage account.')
 param dataStorageId string
 
@@ -34,17 +41,18 @@ param hostStorageId string
 param batchAccountId string
 
 var storageSuffix = environment().suffixes.storage
-var subnets = {
-  app: cidrSubnet(addressPrefix, 24, 0)
-  pool: cidrSubnet(addressPrefix, 22, 1)
-  endpoints: cidrSubnet(addressPrefix, 24, 1)
-}
 var zoneNames = {
   blob: 'privatelink.blob.${storageSuffix}'
   queue: 'privatelink.queue.${storageSuffix}'
   table: 'privatelink.table.${storageSuffix}'
   batch: 'privatelink.batch.azure.com'
 }
+var zoneList = [
+  zoneNames.blob
+  zoneNames.queue
+  zoneNames.table
+  zoneNames.batch
+]
 // One private endpoint per (resource, sub-resource); `zone` names its DNS zone.
 var endpoints = [
   {
@@ -170,7 +178,7 @@ resource vnet 'Microsoft.Network/virtualNetworks@2024-05-01' = {
       {
         name: 'app'
         properties: {
-          addressPrefix: subnets.app
+          addressPrefix: subnetPrefixes.app
           networkSecurityGroup: {
             id: appNsg.id
           }
@@ -187,7 +195,7 @@ resource vnet 'Microsoft.Network/virtualNetworks@2024-05-01' = {
       {
         name: 'pool'
         properties: {
-          addressPrefix: subnets.pool
+          addressPrefix: subnetPrefixes.pool
           networkSecurityGroup: {
             id: poolNsg.id
           }
@@ -200,7 +208,7 @@ resource vnet 'Microsoft.Network/virtualNetworks@2024-05-01' = {
       {
         name: 'endpoints'
         properties: {
-          addressPrefix: subnets.endpoints
+          addressPrefix: subnetPrefixes.endpoints
           networkSecurityGroup: {
             id: endpointsNsg.id
           }
@@ -211,13 +219,13 @@ resource vnet 'Microsoft.Network/virtualNetworks@2024-05-01' = {
   }
 }
 
-resource zones 'Microsoft.Network/privateDnsZones@2024-06-01' = [for zone in items(zoneNames): {
-  name: zone.value
+resource zones 'Microsoft.Network/privateDnsZones@2024-06-01' = [for zone in zoneList: {
+  name: zone
   location: 'global'
   tags: tags
 }]
 
-resource zoneLinks 'Microsoft.Network/privateDnsZones/virtualNetworkLinks@2024-06-01' = [for (zone, i) in items(zoneNames): {
+resource zoneLinks 'Microsoft.Network/privateDnsZones/virtualNetworkLinks@2024-06-01' = [for (zone, i) in zoneList: {
   parent: zones[i]
   name: '${namePrefix}-link'
   location: 'global'

@@ -63,7 +63,7 @@ var poisonQueueName = 'webjobs-blobtrigger-poison'
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   //checkov:skip=CKV_AZURE_59:public endpoint only while vnetEnabled=false (uploads from anywhere, Entra ID only); vnetEnabled=true disables it
   //checkov:skip=CKV_AZURE_206:zone-redundant (ZRS) by default; geo-replication is a cost choice, skuName accepts GRS and GZRS
-  //checkov:skip=CKV_AZURE_35:defaultAction is Deny with vnetEnabled=true; without a VNet the app and uploaders reach it over the internet with Entra ID only
+  //checkov:skip=CKV_AZURE_35:vnetEnabled=false only: without a VNet the app and uploaders reach it over the internet (Entra ID only); Deny with vnetEnabled=true
   name: name
   location: location
   tags: tags
