@@ -1,7 +1,8 @@
 """Activities of `video_pipeline`: thin wrappers over ``shared.pipeline``.
 
 Each takes ``{"request": <JobRequest JSON>, ...}`` and returns a small JSON value. The work
-(and its tests) lives in ``shared/pipeline.py``; this file only binds it to Durable.
+(and its tests) lives in ``shared/pipeline.py``; this file only binds it to Durable. What an
+activity raises is redacted first (``shared.redact``): it lands in the orchestration history.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import azure.durable_functions as df
 
 from shared import pipeline
 from shared.jobs import JobRequest
+from shared.redact import redact_errors
 from shared.settings import get_settings
 
 bp = df.Blueprint()
@@ -26,37 +28,44 @@ def _req(payload: dict[str, Any]) -> JobRequest:
 
 
 @bp.activity_trigger(input_name="payload", activity="probe")
+@redact_errors
 def probe(payload: dict[str, Any]) -> dict[str, Any]:
     return pipeline.probe_job(_ctx(), _req(payload))
 
 
 @bp.activity_trigger(input_name="payload", activity="split")
+@redact_errors
 def split(payload: dict[str, Any]) -> dict[str, Any]:
     return pipeline.split_job(_ctx(), _req(payload))
 
 
 @bp.activity_trigger(input_name="payload", activity="model_exists")
+@redact_errors
 def model_exists(payload: dict[str, Any]) -> dict[str, Any]:
     return {"exists": pipeline.model_exists(_ctx(), _req(payload).style)}
 
 
 @bp.activity_trigger(input_name="payload", activity="submit")
+@redact_errors
 def submit(payload: dict[str, Any]) -> dict[str, Any]:
     return pipeline.submit_job(_ctx(), _req(payload), payload["attempts"], payload["style_blob"],
                                int(payload.get("train_attempt", 0)))
 
 
 @bp.activity_trigger(input_name="payload", activity="progress")
+@redact_errors
 def progress(payload: dict[str, Any]) -> dict[str, Any]:
     return pipeline.progress_job(_ctx(), _req(payload), payload["attempts"],
                                  int(payload.get("train_attempt", 0)))
 
 
 @bp.activity_trigger(input_name="payload", activity="stitch")
+@redact_errors
 def stitch(payload: dict[str, Any]) -> dict[str, Any]:
     return pipeline.stitch_job(_ctx(), _req(payload))
 
 
 @bp.activity_trigger(input_name="payload", activity="cleanup")
+@redact_errors
 def cleanup(payload: dict[str, Any]) -> dict[str, Any]:
     return pipeline.cleanup_job(_ctx(), _req(payload), bool(payload.get("failed")))

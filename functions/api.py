@@ -30,6 +30,7 @@ from shared.jobs import (
     validate_blob_name,
     validate_job_id,
 )
+from shared.redact import redact
 from shared.settings import get_settings
 from shared.storage import get_store
 
@@ -82,7 +83,7 @@ def status_from_orchestration(status: df.DurableOrchestrationStatus) -> dict[str
         custom["eta_seconds"] = None
     elif runtime == "Failed" and custom["state"] != "failed":
         custom["state"] = "failed"
-        custom["error"] = custom.get("error") or f"internal error: {status.output}"
+        custom["error"] = custom.get("error") or f"internal error: {redact(status.output)}"
         custom["eta_seconds"] = None
     return custom
 

@@ -44,6 +44,7 @@ from shared.jobs import (
     stylized_blob,
     work_prefix,
 )
+from shared.redact import redact
 from shared.settings import Settings
 from shared.storage import BlobStore, get_store
 from shared.video import (
@@ -318,8 +319,10 @@ def progress_job(ctx: Context, req: JobRequest, attempts: dict[str, int],
 
 
 def _short(text: str | None, limit: int = 300) -> str | None:
+    """A task's failure reason as it may enter history and the job status: redacted, short."""
     if text is None:
         return None
+    text = redact(text)
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
 

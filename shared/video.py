@@ -31,6 +31,8 @@ from typing import Any
 
 import av
 
+from shared.redact import redact
+
 log = logging.getLogger(__name__)
 # PyAV's default (no Python log callback) on purpose: a callback deadlocks when a libav decoder
 # thread logs while the GIL-holding thread closes that decoder. Errors still raise exceptions.
@@ -57,7 +59,8 @@ def run_ffmpeg(args: list[str]) -> subprocess.CompletedProcess:
     proc = subprocess.run(cmd, capture_output=True)
     if proc.returncode != 0:
         tail = proc.stderr.decode(errors="replace").strip().splitlines()[-5:]
-        raise VideoError("ffmpeg failed: " + " | ".join(tail), bad_input=False)
+        # ffmpeg echoes its input URLs, SAS signature included.
+        raise VideoError(redact("ffmpeg failed: " + " | ".join(tail)), bad_input=False)
     return proc
 
 
