@@ -5,6 +5,9 @@
     POST   /api/jobs        {"blob": "clip.mp4", "style": "mosaic", "model": "gatys"} → 202
     DELETE /api/jobs/{id}   cancel: terminates the orchestration and the Batch job → 202
 
+Every call has a caller (Entra ID sign-in in Azure, a fixed local identity locally; 401
+without one); a caller sees and cancels only its own jobs, admins all (functions/access.py).
+
 The status is the orchestration's custom status (set by the orchestrator at every step),
 completed from the runtime status when the orchestration ended without saying so itself
 (terminated → cancelled, crashed → failed).
@@ -14,12 +17,13 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import azure.durable_functions as df
 import azure.functions as func
 
+from functions.access import NotSignedIn, active_jobs, caller_of, visible_jobs
 from functions.starter import build_request, start_job
 from shared import pipeline
 from shared.jobs import (
@@ -34,7 +38,8 @@ from shared.redact import redact
 from shared.settings import get_settings
 from shared.storage import get_store
 
-bp = df.Blueprint(http_auth_level=func.AuthLevel.FUNCTION)
+# App Service authentication (Entra ID) guards the routes; no function key on top.
+bp = df.Blueprint(http_auth_level=func.AuthLevel.ANONYMOUS)
 Client = df.DurableOrchestrationClient
 log = logging.getLogger(__name__)
 
@@ -94,9 +99,13 @@ async def get_job(req: func.HttpRequest, client: Client) -> func.HttpResponse:
     job_id, invalid = _route_job_id(req)
     if invalid:
         return invalid
+    try:
+        caller = caller_of(req, get_settings())
+    except NotSignedIn as exc:
+        return _error(401, str(exc))
     status = await client.get_status(job_id, show_input=True)
     body = status_from_orchestration(status) if status else None
-    if body is None:
+    if body is None or not caller.may_see(body.get("caller")):
         return _error(404, f"no job with id {job_id}")
     return _json(body)
 
@@ -106,13 +115,13 @@ async def get_job(req: func.HttpRequest, client: Client) -> func.HttpResponse:
 async def list_jobs(req: func.HttpRequest, client: Client) -> func.HttpResponse:
     try:
         limit = max(1, min(500, int(req.params.get("limit", "50"))))
+        caller = caller_of(req, get_settings())
     except ValueError:
         return _error(400, "limit must be a number")
-    since = datetime.now(UTC) - timedelta(days=30)
-    statuses = await client.get_status_by(created_time_from=since)
-    jobs = [s for s in (status_from_orchestration(st) for st in statuses) if s]
-    jobs.sort(key=lambda j: j.get("created", ""), reverse=True)
-    return _json({"jobs": jobs[:limit]})
+    except NotSignedIn as exc:
+        return _error(401, str(exc))
+    jobs = await visible_jobs(client, caller, limit, status_from_orchestration)
+    return _json({"jobs": jobs})
 
 
 @bp.route(route="jobs", methods=["POST"])
@@ -126,6 +135,10 @@ async def create_job(req: func.HttpRequest, client: Client) -> func.HttpResponse
     if not isinstance(body, dict) or not isinstance(body.get("blob"), str):
         return _error(400, "\"blob\" (a name in the incoming container) is required")
     settings = get_settings()
+    try:
+        caller = caller_of(req, settings)
+    except NotSignedIn as exc:
+        return _error(401, str(exc))
     name = body["blob"].removeprefix(INCOMING + "/")
     try:
         validate_blob_name(name)
@@ -137,11 +150,16 @@ async def create_job(req: func.HttpRequest, client: Client) -> func.HttpResponse
         info = get_store(settings).info(INCOMING, name)
         if info is None:
             return _error(404, f"no blob {INCOMING}/{name}")
-        job = build_request(name, info.etag, info.metadata, settings, style, model)
+        job = build_request(name, info.etag, info.metadata, settings, style, model,
+                            caller=caller.id)
         if job.options.get("reject"):
             raise InvalidName(job.options["reject"])
     except InvalidName as exc:
         return _error(400, str(exc))
+    running = await active_jobs(client, caller, status_from_orchestration) - {job.job_id}
+    if len(running) >= settings.max_active_jobs_per_caller:
+        return _error(429, f"you have {len(running)} unfinished jobs, the most allowed "
+                           f"(MAX_ACTIVE_JOBS_PER_CALLER); wait for one to end or cancel one")
     job_id, started = await start_job(client, job, settings, restart_failed=True)
     location = f"/api/jobs/{job_id}"
     return _json({"id": job_id, "started": started, "status": location}, 202,
@@ -154,10 +172,17 @@ async def cancel_job(req: func.HttpRequest, client: Client) -> func.HttpResponse
     job_id, invalid = _route_job_id(req)
     if invalid:
         return invalid
-    status = await client.get_status(job_id)
+    try:
+        caller = caller_of(req, get_settings())
+    except NotSignedIn as exc:
+        return _error(401, str(exc))
+    status = await client.get_status(job_id, show_input=True)
     runtime = status.runtime_status.value if status and status.runtime_status else None
-    if runtime is None:
+    body = status_from_orchestration(status) if runtime else None
+    if runtime is None or body is None or not caller.may_see(body.get("caller")):
         return _error(404, f"no job with id {job_id}")
+    if not caller.may_manage(body.get("caller")):
+        return _error(403, f"job {job_id} is not yours to cancel")
     if runtime in _TERMINAL_RUNTIME:
         return _error(409, f"job {job_id} has already ended ({runtime.lower()})")
     await client.terminate(job_id, "cancelled by the user")

@@ -43,16 +43,16 @@ def resolve_style(blob_name: str, metadata: dict[str, str], settings: Settings,
 
 def build_request(blob_name: str, etag: str, metadata: dict[str, str], settings: Settings,
                   style: str | None = None, model: str | None = None,
-                  options: dict[str, Any] | None = None) -> JobRequest:
+                  options: dict[str, Any] | None = None, caller: str = "") -> JobRequest:
     created = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     try:
         chosen_style, chosen_model = resolve_style(blob_name, metadata, settings, style, model)
     except InvalidName as exc:
         # Still a job, so the user sees why nothing happens: it fails at once with the reason.
         req = new_job_request(blob_name, etag, "invalid", settings.default_model, created,
-                              {**(options or {}), "reject": str(exc)})
+                              {**(options or {}), "reject": str(exc)}, caller)
         return req
-    return new_job_request(blob_name, etag, chosen_style, chosen_model, created, options)
+    return new_job_request(blob_name, etag, chosen_style, chosen_model, created, options, caller)
 
 
 async def start_job(client: df.DurableOrchestrationClient, req: JobRequest,

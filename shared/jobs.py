@@ -35,6 +35,8 @@ TERMINAL_STATES = ("completed", "failed", "cancelled")
 _JOB_ID = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,46}[a-z0-9])?$")
 _STYLE = re.compile(r"^[a-z0-9](?:[a-z0-9_-]{0,38}[a-z0-9])?$")
 _MAX_BLOB_NAME = 512
+# An API caller: an Entra object id (a GUID), or the local identity's short name.
+_CALLER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$")
 
 
 class InvalidName(ValueError):
@@ -77,6 +79,13 @@ def validate_blob_name(name: str) -> str:
     return name
 
 
+def validate_caller(caller: str) -> str:
+    """Accept the id of whoever started a job through the API ('' = an upload started it)."""
+    if not isinstance(caller, str) or (caller and not _CALLER.match(caller)):
+        raise InvalidName(f"not a valid caller id: {caller!r}")
+    return caller
+
+
 def slugify(text: str, max_len: int = 39) -> str:
     """'My Clip (final).mp4' -> 'my-clip-final-mp4' — ascii, lower-case, hyphens."""
     ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
@@ -84,13 +93,15 @@ def slugify(text: str, max_len: int = 39) -> str:
     return slug[:max_len].strip("-") or "video"
 
 
-def make_job_id(blob_name: str, etag: str, style: str, model: str) -> str:
-    """Deterministic job id for one version (ETag) of one blob with one style and model.
+def make_job_id(blob_name: str, etag: str, style: str, model: str, caller: str = "") -> str:
+    """Deterministic job id for one version (ETag) of one blob with one style and model
+    (and, for a job started through the API, its caller: two callers never share a job).
 
     The same upload delivered twice gives the same id, so the second start is a no-op; a
     re-upload (new ETag) or another style gives a new job.
     """
-    digest = hashlib.sha256(f"{blob_name}\n{etag.strip(chr(34))}\n{style}\n{model}".encode())
+    key = f"{blob_name}\n{etag.strip(chr(34))}\n{style}\n{model}"
+    digest = hashlib.sha256((key + f"\n{caller}" if caller else key).encode())
     stem = posixpath.splitext(posixpath.basename(blob_name))[0]
     return validate_job_id(f"{slugify(stem)}-{digest.hexdigest()[:8]}")
 
@@ -144,6 +155,7 @@ class JobRequest:
     preview: str
     created: str  # ISO 8601 UTC, from the trigger
     options: dict[str, Any] = field(default_factory=dict)
+    caller: str = ""  # who started it through the API (shared/callers.py); '' = an upload
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -155,18 +167,20 @@ class JobRequest:
         validate_blob_name(req.blob)
         validate_style(req.style)
         validate_model(req.model)
+        validate_caller(req.caller)
         return req
 
 
 def new_job_request(blob_name: str, etag: str, style: str, model: str, created: str,
-                    options: dict[str, Any] | None = None) -> JobRequest:
+                    options: dict[str, Any] | None = None, caller: str = "") -> JobRequest:
     validate_blob_name(blob_name)
     validate_style(style)
     validate_model(model)
+    validate_caller(caller)
     output, preview = output_names(blob_name, style)
-    return JobRequest(job_id=make_job_id(blob_name, etag, style, model), blob=blob_name,
+    return JobRequest(job_id=make_job_id(blob_name, etag, style, model, caller), blob=blob_name,
                       etag=etag, style=style, model=model, output=output, preview=preview,
-                      created=created, options=dict(options or {}))
+                      created=created, options=dict(options or {}), caller=caller)
 
 
 def job_status(req: JobRequest, state: str, *, updated: str,
@@ -208,6 +222,7 @@ def job_status(req: JobRequest, state: str, *, updated: str,
         "error": error,
         "created": req.created,
         "updated": updated,
+        "caller": req.caller or None,  # who started it through the API; None: an upload
     }
     if extra:
         status.update(extra)

@@ -51,7 +51,8 @@ class LocalFunctionHost:
     # -- HTTP -------------------------------------------------------------------------------
 
     def http(self, method: str, path: str, body: Any = None,
-             params: dict[str, str] | None = None) -> func.HttpResponse:
+             params: dict[str, str] | None = None,
+             headers: dict[str, str] | None = None) -> func.HttpResponse:
         method = method.upper()
         allowed = False
         for pattern, methods, fn, names in self.http_routes:
@@ -64,7 +65,8 @@ class LocalFunctionHost:
             raw = body if isinstance(body, bytes) else (
                 json.dumps(body).encode() if body is not None else b"")
             req = func.HttpRequest(method=method, url=f"http://127.0.0.1:7071{path}",
-                                   headers={"content-type": "application/json"},
+                                   headers={"content-type": "application/json",
+                                            **(headers or {})},
                                    params=params or {}, route_params=m.groupdict(), body=raw)
             kwargs = {names["httpTrigger"]: req}
             if "durableClient" in names:
@@ -79,7 +81,7 @@ class LocalFunctionHost:
             data = await request.read()
             resp = await self.durable.loop.run_in_executor(
                 None, lambda: self.http(request.method, request.path, data or None,
-                                        dict(request.query)))
+                                        dict(request.query), dict(request.headers)))
             headers = {k: v for k, v in resp.headers.items() if k.lower() != "content-length"}
             return web.Response(body=resp.get_body(), status=resp.status_code,
                                 headers=headers)

@@ -138,6 +138,9 @@ class Harness:
         reset_settings_cache()
 
 
+# API calls without a principal header run as the local host's one user (an admin).
+LOCAL_USER = {"LOCAL_CALLER": "local-dev"}
+
 FAST_SCORING = {  # tiny work per frame: the tests check plumbing and pixels, not beauty
     "SCORING_MAX_SIDE": "48", "GATYS_STEPS": "3", "GATYS_WARM_STEPS": "1",
     "FRAMES_PER_CHUNK": "16", "LOCAL_BATCH_SLOTS": "2", "POLL_INTERVAL_S": "5",
@@ -147,7 +150,7 @@ FAST_SCORING = {  # tiny work per frame: the tests check plumbing and pixels, no
 
 @pytest.fixture
 def harness(azurite: Azurite) -> Iterator[Harness]:
-    h = Harness(azurite, {"STORAGE": azurite.connection_string, **FAST_SCORING})
+    h = Harness(azurite, {"STORAGE": azurite.connection_string, **LOCAL_USER, **FAST_SCORING})
     try:
         yield h
     finally:
@@ -159,7 +162,8 @@ def make_harness(azurite: Azurite) -> Iterator[Any]:
     made: list[Harness] = []
 
     def make(**env: str) -> Harness:
-        h = Harness(azurite, {"STORAGE": azurite.connection_string, **FAST_SCORING, **env})
+        h = Harness(azurite, {"STORAGE": azurite.connection_string, **LOCAL_USER, **FAST_SCORING,
+                              **env})
         made.append(h)
         return h
 
