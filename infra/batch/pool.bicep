@@ -107,7 +107,7 @@ param publicIpProvision string = 'BatchManaged'
 @description('Build the node\'s Python environment in the start task (else the first task does).')
 param preinstallDependencies bool = true
 
-@description('Trusted Launch VMs (vTPM, measured boot); the VM size and image must support it (NCasT4_v3 + the Gen2 ubuntu-hpc image do).')
+@description('Trusted Launch VMs (vTPM, measured boot); false for a VM size or image that does not support it.')
 param trustedLaunch bool = true
 
 @description('UEFI secure boot on Trusted Launch VMs (needs signed GPU driver modules in the image).')
