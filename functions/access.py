@@ -60,4 +60,4 @@ async def active_jobs(client: df.DurableOrchestrationClient, caller: Caller,
     return {s["id"] for s in statuses if s and s.get("caller") == caller.id}
 
 
-__all__ = ["NotSignedIn", "active_jobs", "caller_of", "visible_jobs"]
+__all__ = ["Caller", "NotSignedIn", "active_jobs", "caller_of", "visible_jobs"]

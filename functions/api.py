@@ -23,7 +23,7 @@ from typing import Any
 import azure.durable_functions as df
 import azure.functions as func
 
-from functions.access import NotSignedIn, active_jobs, caller_of, visible_jobs
+from functions.access import Caller, NotSignedIn, active_jobs, caller_of, visible_jobs
 from functions.starter import build_request, start_job
 from shared import pipeline
 from shared.jobs import (
@@ -64,6 +64,14 @@ def _route_job_id(req: func.HttpRequest) -> tuple[str, func.HttpResponse | None]
         return job_id, _error(400, str(exc))
 
 
+def _caller(req: func.HttpRequest) -> tuple[Caller, func.HttpResponse | None]:
+    """Who is calling, or a 401 response (functions/access.py)."""
+    try:
+        return caller_of(req, get_settings()), None
+    except NotSignedIn as exc:
+        return Caller(""), _error(401, str(exc))
+
+
 def status_from_orchestration(status: df.DurableOrchestrationStatus) -> dict[str, Any] | None:
     """The job status JSON for an orchestration status (None when it is not a job)."""
     runtime = status.runtime_status.value if status.runtime_status else None
@@ -99,10 +107,9 @@ async def get_job(req: func.HttpRequest, client: Client) -> func.HttpResponse:
     job_id, invalid = _route_job_id(req)
     if invalid:
         return invalid
-    try:
-        caller = caller_of(req, get_settings())
-    except NotSignedIn as exc:
-        return _error(401, str(exc))
+    caller, denied = _caller(req)
+    if denied:
+        return denied
     status = await client.get_status(job_id, show_input=True)
     body = status_from_orchestration(status) if status else None
     if body is None or not caller.may_see(body.get("caller")):
@@ -113,13 +120,13 @@ async def get_job(req: func.HttpRequest, client: Client) -> func.HttpResponse:
 @bp.route(route="jobs", methods=["GET"])
 @bp.durable_client_input(client_name="client")
 async def list_jobs(req: func.HttpRequest, client: Client) -> func.HttpResponse:
+    caller, denied = _caller(req)
+    if denied:
+        return denied
     try:
         limit = max(1, min(500, int(req.params.get("limit", "50"))))
-        caller = caller_of(req, get_settings())
     except ValueError:
         return _error(400, "limit must be a number")
-    except NotSignedIn as exc:
-        return _error(401, str(exc))
     jobs = await visible_jobs(client, caller, limit, status_from_orchestration)
     return _json({"jobs": jobs})
 
@@ -135,10 +142,9 @@ async def create_job(req: func.HttpRequest, client: Client) -> func.HttpResponse
     if not isinstance(body, dict) or not isinstance(body.get("blob"), str):
         return _error(400, "\"blob\" (a name in the incoming container) is required")
     settings = get_settings()
-    try:
-        caller = caller_of(req, settings)
-    except NotSignedIn as exc:
-        return _error(401, str(exc))
+    caller, denied = _caller(req)
+    if denied:
+        return denied
     name = body["blob"].removeprefix(INCOMING + "/")
     try:
         validate_blob_name(name)
@@ -172,10 +178,9 @@ async def cancel_job(req: func.HttpRequest, client: Client) -> func.HttpResponse
     job_id, invalid = _route_job_id(req)
     if invalid:
         return invalid
-    try:
-        caller = caller_of(req, get_settings())
-    except NotSignedIn as exc:
-        return _error(401, str(exc))
+    caller, denied = _caller(req)
+    if denied:
+        return denied
     status = await client.get_status(job_id, show_input=True)
     runtime = status.runtime_status.value if status and status.runtime_status else None
     body = status_from_orchestration(status) if runtime else None
