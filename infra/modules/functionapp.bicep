@@ -220,7 +220,7 @@ resource auth 'Microsoft.Web/sites/config@2024-04-01' = {
           openIdIssuer: '${environment().authentication.loginEndpoint}${tenant().tenantId}/v2.0'
         }
         validation: {
-          allowedAudiences: [
+          allowedAudiences: empty(authClientId) ? [] : [
             'api://${authClientId}'
             authClientId
           ]
