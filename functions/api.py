@@ -8,6 +8,10 @@
 Every call has a caller (Entra ID sign-in in Azure, a fixed local identity locally; 401
 without one); a caller sees and cancels only its own jobs, admins all (functions/access.py).
 
+Every handler is ``async def`` (the Durable client binding awaits it) and runs on the worker's
+one event loop: the Durable client's calls are asynchronous, and every blocking call (storage,
+Batch) goes to a thread with ``asyncio.to_thread`` so that one request never stalls the others.
+
 The status is the orchestration's custom status (set by the orchestrator at every step),
 completed from the runtime status when the orchestration ended without saying so itself
 (terminated → cancelled, crashed → failed).
@@ -15,6 +19,7 @@ completed from the runtime status when the orchestration ended without saying so
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from datetime import UTC, datetime
@@ -136,7 +141,7 @@ async def list_jobs(req: func.HttpRequest, client: Client) -> func.HttpResponse:
 async def create_job(req: func.HttpRequest, client: Client) -> func.HttpResponse:
     try:
         body = req.get_json()
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: JSON nested thousands deep
         return _error(400, "the body must be JSON: {\"blob\": \"clip.mp4\", \"style\": ..., "
                            "\"model\": ...}")
     if not isinstance(body, dict) or not isinstance(body.get("blob"), str):
@@ -153,7 +158,7 @@ async def create_job(req: func.HttpRequest, client: Client) -> func.HttpResponse
         for key, value in (("style", style), ("model", model)):
             if value is not None and not isinstance(value, str):
                 raise InvalidName(f"{key} must be a string")
-        info = get_store(settings).info(INCOMING, name)
+        info = await asyncio.to_thread(get_store(settings).info, INCOMING, name)
         if info is None:
             return _error(404, f"no blob {INCOMING}/{name}")
         job = build_request(name, info.etag, info.metadata, settings, style, model,
@@ -191,5 +196,6 @@ async def cancel_job(req: func.HttpRequest, client: Client) -> func.HttpResponse
     if runtime in _TERMINAL_RUNTIME:
         return _error(409, f"job {job_id} has already ended ({runtime.lower()})")
     await client.terminate(job_id, "cancelled by the user")
-    pipeline.cancel_job(pipeline.Context.from_settings(get_settings()), job_id)
+    await asyncio.to_thread(pipeline.cancel_job, pipeline.Context.from_settings(get_settings()),
+                            job_id)
     return _json({"id": job_id, "state": "cancelled"}, 202)

@@ -7,6 +7,11 @@ summaries) — never frames or file bytes — because they travel through orches
 Bad input is not an exception here: a step returns ``{"ok": False, "error": "<reason>"}`` so
 the orchestrator fails the job at once with that reason instead of retrying. Exceptions mean
 "transient, worth retrying" (storage hiccups, a node lost, ...).
+
+A job works on the version of the input it was given: every read of ``incoming`` (probe,
+split, the stitch's copy of the audio) is conditional on the request's ETag. If the blob is
+replaced (or deleted) while the job runs, the read fails and the job fails with that reason —
+it never mixes two uploads; the new upload has a job of its own.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from azure.core.exceptions import ResourceExistsError, ResourceModifiedError
 
 from shared import plan
 from shared.batch import (
@@ -39,6 +46,7 @@ from shared.jobs import (
     WORK,
     JobRequest,
     chunk_blob,
+    metadata_value,
     model_blob,
     split_ext,
     stylized_blob,
@@ -95,6 +103,33 @@ def _bad(reason: str) -> dict[str, Any]:
     return {"ok": False, "error": reason}
 
 
+def _input(ctx: Context, req: JobRequest) -> Any:
+    """The job's input, pinned to the version (ETag) the job was started for."""
+    return ctx.store.source(INCOMING, req.blob, etag=req.etag.strip('"'))
+
+
+def input_changed(ctx: Context, req: JobRequest, when: str = "ran") -> str | None:
+    """Why the job's input is no longer the version it was given, or None if it still is."""
+    info = ctx.store.info(INCOMING, req.blob)
+    if info is None:
+        return f"the input {INCOMING}/{req.blob} was deleted while the job {when}"
+    if info.etag != req.etag.strip('"'):
+        return (f"the input {INCOMING}/{req.blob} was replaced while the job {when}; "
+                "the new upload has a job of its own")
+    return None
+
+
+def _failed_reading_input(ctx: Context, req: JobRequest, exc: BaseException) -> dict[str, Any]:
+    """The step's answer to an exception while it read the input: the input changed (bad,
+    with that reason), the file is bad (its reason), else re-raise (transient: retried)."""
+    changed = input_changed(ctx, req)
+    if changed:
+        return _bad(changed)
+    if isinstance(exc, VideoError) and exc.bad_input:
+        return _bad(str(exc))
+    raise exc
+
+
 def find_style(store: BlobStore, style: str) -> str | None:
     """Blob name of the style image ``style`` in ``styles``, or None."""
     for ext in STYLE_EXTENSIONS:
@@ -110,12 +145,11 @@ def find_style(store: BlobStore, style: str) -> str | None:
 def probe_job(ctx: Context, req: JobRequest) -> dict[str, Any]:
     """Check the input and the style; store the full probe (per-frame timestamps) in work/."""
     s = ctx.settings
+    changed = input_changed(ctx, req, "was queued")
+    if changed:
+        return _bad(changed)
     info = ctx.store.info(INCOMING, req.blob)
-    if info is None:
-        return _bad(f"the input {INCOMING}/{req.blob} no longer exists")
-    if info.etag != req.etag.strip('"'):
-        return _bad(f"the input {INCOMING}/{req.blob} was replaced while the job was queued; "
-                    "the new upload has a job of its own")
+    assert info is not None
     if info.size == 0:
         return _bad("the file is empty (0 bytes)")
     if info.size > s.max_input_bytes:
@@ -124,15 +158,12 @@ def probe_job(ctx: Context, req: JobRequest) -> dict[str, Any]:
     style_blob = find_style(ctx.store, req.style)
     if style_blob is None:
         return _bad(f"style '{req.style}' not found: upload {STYLES}/{req.style}.jpg (or .png)")
-    source = ctx.store.source(INCOMING, req.blob)
     limits = Limits(max_duration_s=s.max_duration_s, max_width=s.max_width,
                     max_height=s.max_height, max_frames=s.max_frames)
     try:
-        p = probe(source, limits=limits, size_bytes=info.size)
-    except VideoError as exc:
-        if not exc.bad_input:
-            raise
-        return _bad(str(exc))
+        p = probe(_input(ctx, req), limits=limits, size_bytes=info.size)
+    except Exception as exc:
+        return _failed_reading_input(ctx, req, exc)
     ctx.store.write_json(WORK, _probe_blob(req.job_id), p.to_json())
     estimate = plan.estimate_for_job(p.frames, p.width, p.height, req.model, ctx.settings,
                                      chunk_frames=frames_per_chunk(ctx, p, req))
@@ -159,7 +190,6 @@ def split_job(ctx: Context, req: JobRequest) -> dict[str, Any]:
     """Cut the input into chunks in work/<job>/chunks/, uploading each as soon as it is cut."""
     p = load_probe(ctx, req.job_id)
     mode, chunks = plan_chunks(p, frames_per_chunk(ctx, p, req))
-    source = ctx.store.source(INCOMING, req.blob)
     started = time.monotonic()
 
     def upload(index: int, path: Path) -> None:
@@ -168,11 +198,9 @@ def split_job(ctx: Context, req: JobRequest) -> dict[str, Any]:
 
     with tempfile.TemporaryDirectory(prefix="split-") as tmp:
         try:
-            split(source, p, chunks, mode, tmp, on_chunk=upload)
-        except VideoError as exc:
-            if not exc.bad_input:
-                raise
-            return _bad(str(exc))
+            split(_input(ctx, req), p, chunks, mode, tmp, on_chunk=upload)
+        except Exception as exc:
+            return _failed_reading_input(ctx, req, exc)
     ctx.store.write_json(WORK, _chunks_blob(req.job_id),
                          {"mode": mode, "chunks": [c.to_json() for c in chunks]})
     return {"ok": True, "mode": mode, "chunks": [[c.start, c.frames] for c in chunks],
@@ -197,7 +225,7 @@ def chunk_codec(req: JobRequest, settings: Settings) -> str:
 
 def chunk_task(req: JobRequest, settings: Settings, chunk: Chunk, attempt: int,
                style_blob: str) -> TaskSpec:
-    """The Batch task that stylizes one chunk (the chunk task contract, ARCHITECTURE.md §3)."""
+    """The Batch task that stylizes one chunk (the chunk task contract: scoring/cli.py)."""
     task_id = chunk_task_id(chunk.index, attempt)
     style_file = "style" + os.path.splitext(style_blob)[1]
     command = ["python", "-m", "scoring", "stylize", "--input", "chunk.mkv",
@@ -335,33 +363,57 @@ def stitch_job(ctx: Context, req: JobRequest) -> dict[str, Any]:
     p = load_probe(ctx, req.job_id)
     chunks = load_chunks(ctx, req.job_id)
     sources = [ctx.store.source(WORK, stylized_blob(req.job_id, c.index)) for c in chunks]
-    original = ctx.store.source(INCOMING, req.blob)
     _, ext = split_ext(req.output)
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="stitch-") as tmp:
         out = Path(tmp) / f"out.{ext}"
         try:
-            result = stitch(original, p, chunks, sources, out, output_format(ext))
-        except VideoError as exc:
-            if not exc.bad_input:
-                raise
-            return _bad(str(exc))
+            result = stitch(_input(ctx, req), p, chunks, sources, out, output_format(ext))
+        except Exception as exc:
+            return _failed_reading_input(ctx, req, exc)
         middle = chunks[len(chunks) // 2]
         preview = Path(tmp) / "preview.jpg"
         make_preview(ctx.store.source(WORK, chunk_blob(req.job_id, middle.index)),
                      sources[len(chunks) // 2], p, preview)
-        meta = {"job": req.job_id, "source": f"{INCOMING}/{req.blob}", "style": req.style,
-                "model": req.model}
+        # Metadata travels as HTTP headers (ASCII): the source name is percent-encoded UTF-8.
+        meta = {"job": req.job_id, "source": metadata_value(f"{INCOMING}/{req.blob}"),
+                "style": req.style, "model": req.model}
         # The preview first: the video's appearance in outgoing/ means the job is complete.
-        ctx.store.upload_file(OUTGOING, req.preview, preview, metadata=meta,
-                              content_type="image/jpeg")
-        ctx.store.upload_file(OUTGOING, req.output, out, metadata=meta,
-                              content_type=f"video/{'x-matroska' if ext == 'mkv' else ext}")
+        for name, path, content_type in (
+                (req.preview, preview, "image/jpeg"),
+                (req.output, out, f"video/{'x-matroska' if ext == 'mkv' else ext}")):
+            taken = write_result(ctx, req, name, path, meta, content_type)
+            if taken:
+                return _bad(taken)
     return {"ok": True, "output": f"{OUTGOING}/{req.output}",
             "preview": f"{OUTGOING}/{req.preview}",
             "frames": result.frames, "size_bytes": result.size_bytes,
             "streams_dropped": result.streams_dropped,
             "seconds": round(time.monotonic() - started, 2)}
+
+
+def write_result(ctx: Context, req: JobRequest, name: str, path: Path, meta: dict[str, str],
+                  content_type: str) -> str | None:
+    """Upload one result to outgoing/ without ever replacing another job's blob: create it
+    only if the name is free (If-None-Match), or replace it only if this job wrote it (a
+    retried stitch) and only that version (If-Match). Returns why not, or None when written."""
+    try:
+        ctx.store.upload_file(OUTGOING, name, path, metadata=meta, content_type=content_type,
+                              overwrite=False)
+        return None
+    except ResourceExistsError:
+        pass
+    info = ctx.store.info(OUTGOING, name)
+    owner = info.metadata.get("job") if info else None
+    if info is not None and owner != req.job_id:
+        return (f"{OUTGOING}/{name} already exists and belongs to "
+                f"{'job ' + owner if owner else 'another writer'}; it was left as it is")
+    try:
+        ctx.store.upload_file(OUTGOING, name, path, metadata=meta, content_type=content_type,
+                              overwrite=info is not None, if_etag=info.etag if info else None)
+    except (ResourceExistsError, ResourceModifiedError):
+        return f"{OUTGOING}/{name} was written by someone else meanwhile; it was left as it is"
+    return None
 
 
 def cleanup_job(ctx: Context, req: JobRequest, failed: bool) -> dict[str, Any]:

@@ -52,9 +52,15 @@ class LocalStack:
     """Storage (Azurite unless configured), Durable host, Function host: one process."""
 
     def __init__(self, stack: ExitStack, *, real_clock: bool = True,
-                 azurite_dir: str | None = None, env: dict[str, str] | None = None):
+                 azurite_dir: str | None = None, env: dict[str, str] | None = None,
+                 app: str | None = None):
         from shared.storage import get_store
+        from stylebatch import worker
 
+        # The app is loaded by the real Python worker's code first: an app the worker would
+        # refuse (so Azure and `func start` would run none of it) stops here, before anything
+        # starts, with the worker's message (AppLoadError).
+        self.app = worker.load_script(app) if app else worker.load_app()
         os.environ.update(env or {})
         # No sign-in in front of a local host: API calls without a principal run as its user.
         os.environ.setdefault("LOCAL_CALLER", LOCAL_IDENTITY)
@@ -68,15 +74,13 @@ class LocalStack:
         self.store = get_store(self.settings)
         seed_assets(self.store)
 
-        import function_app
         from stylebatch.durable_host import DurableHost, RealClock, VirtualClock
         from stylebatch.local_host import LocalFunctionHost
 
-        self.durable = DurableHost(function_app.app,
-                                   clock=RealClock() if real_clock else VirtualClock())
+        self.durable = DurableHost(self.app, clock=RealClock() if real_clock else VirtualClock())
         self.durable.serve_client_api().start_background()
         stack.callback(self.durable.stop)
-        self.functions = LocalFunctionHost(function_app.app, self.durable, self.store)
+        self.functions = LocalFunctionHost(self.app, self.durable, self.store)
         stack.callback(self._stop_backend)
 
     def _stop_backend(self) -> None:
@@ -130,7 +134,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     with ExitStack() as stack:
         env = {"POLL_INTERVAL_S": "1", **_env_overrides(args)}
-        local = LocalStack(stack, env=env)
+        local = LocalStack(stack, env=env, app=args.app)
         store, settings = local.store, local.settings
         style = _style_name(store, args.style)
         metadata = {k: v for k, v in (("style", style), ("model", args.model)) if v}
@@ -186,7 +190,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     with ExitStack() as stack:
         data = Path(args.data)
         data.mkdir(parents=True, exist_ok=True)
-        local = LocalStack(stack, azurite_dir=str(data.resolve()), env=_env_overrides(args))
+        local = LocalStack(stack, azurite_dir=str(data.resolve()), env=_env_overrides(args),
+                           app=args.app)
         local.functions.serve_http(args.port)
         poller = BlobPoller(local.functions, interval_s=args.poll_blobs,
                             include_existing=args.process_existing).start()
@@ -219,6 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--steps", type=int, help="gatys: L-BFGS steps for a chunk's first frame")
         sp.add_argument("--warm-steps", type=int, help="gatys: steps for each following frame")
         sp.add_argument("--train-steps", type=int, help="fast: training steps for a new style")
+        sp.add_argument("--app", help="the Function app's script (default: this repository's "
+                        "function_app.py), loaded by the real Python worker's code")
 
     r = sub.add_parser("run", help="run one job end to end on this machine",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -227,7 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: setting DEFAULT_STYLE)")
     r.add_argument("--model", choices=("gatys", "fast"), help="default: setting DEFAULT_MODEL")
     r.add_argument("-o", "--output", help="where to write the result "
-                   "(default: out/<stem>.<style>.<ext>)")
+                   "(default: out/<the result's name in outgoing>)")
     r.add_argument("--poll", type=float, default=None, help="seconds between progress polls "
                    "of the orchestrator (default 1)")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -273,7 +280,14 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
     handler = getattr(args, "func", None) or args.handler
-    return int(handler(args) or 0)
+    from stylebatch.worker import AppLoadError
+
+    try:
+        return int(handler(args) or 0)
+    except AppLoadError as exc:
+        print(f"error: the Python worker refuses the Function app, so Azure and `func start` "
+              f"would run none of its functions:\n  {exc}", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":

@@ -1,12 +1,15 @@
 """A host-less Durable Functions host: runs the real orchestrator through the SDK's replay engine.
 
 Azure Functions Core Tools cannot be installed everywhere, so this plays the Durable
-extension's part for local runs and tests (ARCHITECTURE.md §5):
+extension's part for local runs and tests:
 
 - it keeps each instance's history and **replays the orchestrator from the start on every
   episode** through ``Orchestrator.create``'s handle — exactly what the extension does;
-- activities run in-process (thread pool) with their input and output **round-tripped through
-  JSON**; failures become ``TaskFailed`` events;
+- functions are found in the real Python worker's index and invoked through the worker's
+  converters (``stylebatch/worker.py``): the orchestrator gets its context as the orchestration
+  trigger's converter builds it, activities get their input decoded from JSON text by the
+  activity trigger's converter and their result encoded to JSON text by it;
+- activities run in-process (thread pool); failures become ``TaskFailed`` events;
 - timers fire on a clock: ``RealClock`` (wall time) or ``VirtualClock`` (jumps to the next
   timer when nothing else can happen, after an optional ``on_idle`` hook — tests never sleep);
 - **non-determinism is detected**: every replay must schedule the same actions, in the same
@@ -15,7 +18,7 @@ extension's part for local runs and tests (ARCHITECTURE.md §5):
 - a loopback HTTP server answers the real ``DurableOrchestrationClient`` (start, status,
   query, terminate), so client functions (blob trigger, HTTP API) run unchanged.
 
-    host = DurableHost(function_app.app, clock=VirtualClock())
+    host = DurableHost(worker.load_app(), clock=VirtualClock())
     host.start_background()
     ... call functions through FunctionHost (stylebatch/local_host.py) ...
 """
@@ -23,7 +26,6 @@ extension's part for local runs and tests (ARCHITECTURE.md §5):
 from __future__ import annotations
 
 import asyncio
-import inspect
 import json
 import logging
 import threading
@@ -36,6 +38,9 @@ from typing import Any
 
 from aiohttp import web
 from dateutil.parser import isoparse
+
+from stylebatch import worker
+from stylebatch.worker import Datum, WorkerApp
 
 log = logging.getLogger(__name__)
 
@@ -50,16 +55,6 @@ RUNNING_STATES = ("Pending", "Running")
 
 class NonDeterminismError(Exception):
     pass
-
-
-_app_functions: dict[int, list[Any]] = {}
-
-
-def app_functions(app: Any) -> list[Any]:
-    """``app.get_functions()``, once per app: a second call sees every name twice and raises."""
-    if id(app) not in _app_functions:
-        _app_functions[id(app)] = app.get_functions()
-    return _app_functions[id(app)]
 
 
 def _ts(t: datetime) -> str:
@@ -115,23 +110,17 @@ class Instance:
 class DurableHost:
     """Orchestration engine + the extension's HTTP API for the Durable client."""
 
-    def __init__(self, app: Any, clock: RealClock | VirtualClock | None = None,
+    def __init__(self, app: WorkerApp, clock: RealClock | VirtualClock | None = None,
                  on_idle: Callable[[float], None] | None = None, activity_workers: int = 4,
                  task_hub: str = "stylebatch"):
         self.clock = clock or RealClock()
         self.on_idle = on_idle
         self.task_hub = task_hub
-        self.orchestrators: dict[str, Callable[[str], str]] = {}
-        self.activities: dict[str, tuple[Callable[..., Any], str]] = {}
-        self.functions = app_functions(app)
-        for fn in self.functions:
-            trigger = fn.get_trigger()
-            if trigger.type == "orchestrationTrigger":
-                self.orchestrators[getattr(trigger, "orchestration", None)
-                                   or fn.get_function_name()] = fn.get_user_function()
-            elif trigger.type == "activityTrigger":
-                name = getattr(trigger, "activity", None) or fn.get_function_name()
-                self.activities[name] = (fn.get_user_function(), trigger.name)
+        # The extension knows orchestrators and activities by function name (the worker's
+        # index); the conformance test holds the trigger's own name property to it.
+        self.app = app
+        self.orchestrators = {f.name: f for f in app.with_trigger("orchestrationTrigger")}
+        self.activities = {f.name: f for f in app.with_trigger("activityTrigger")}
         self.instances: dict[str, Instance] = {}
         self._cond = threading.Condition()
         self._pool = ThreadPoolExecutor(activity_workers, thread_name_prefix="activity")
@@ -286,10 +275,12 @@ class DurableHost:
         context = {"history": history, "input": inst.input, "instanceId": inst.id,
                    "isReplaying": bool(played), "parentInstanceId": None,
                    "upperSchemaVersion": 1, "upperSchemaVersionNew": 2}
-        handle = self.orchestrators[inst.name]
+        orchestrator = self.orchestrators[inst.name]
         error: str | None = None
         try:
-            state = json.loads(handle(json.dumps(context)))
+            returned = worker.invoke(orchestrator, {orchestrator.trigger["name"]: Datum(
+                json.dumps(context), "string")}, loop=self.loop)
+            state = json.loads(returned.value if returned else "null")
         except Exception as exc:  # the SDK raises with the state embedded after $OutOfProcData$
             message = str(exc)
             head, _, data = message.partition("\n\n$OutOfProcData$:")
@@ -372,17 +363,18 @@ class DurableHost:
     def _run_activity(self, inst: Instance, generation: int, task_id: int, name: str,
                       input_json: str | None) -> None:
         event: dict[str, Any]
+        activity = self.activities.get(name)
         try:
-            fn, arg_name = self.activities[name]
-            payload = json.loads(input_json) if input_json else None
-            result = fn(**{arg_name: payload})
-            if inspect.isawaitable(result):
-                result = asyncio.run_coroutine_threadsafe(_await(result), self.loop).result()
-            event = {"EventType": TASK_COMPLETED, "TaskScheduledId": task_id,
-                     "Result": json.dumps(result)}
-        except KeyError:
-            event = {"EventType": TASK_FAILED, "TaskScheduledId": task_id,
-                     "Reason": f"activity {name!r} does not exist", "Details": ""}
+            if activity is None:
+                event = {"EventType": TASK_FAILED, "TaskScheduledId": task_id,
+                         "Reason": f"activity {name!r} does not exist", "Details": ""}
+            else:
+                # The extension hands the activity its input as JSON text and takes its result
+                # back as JSON text; both conversions are the activity trigger converter's.
+                returned = worker.invoke(activity, {activity.trigger["name"]: Datum(
+                    input_json if input_json is not None else "null", "json")}, loop=self.loop)
+                event = {"EventType": TASK_COMPLETED, "TaskScheduledId": task_id,
+                         "Result": returned.value if returned else "null"}
         except Exception as exc:
             log.warning("activity %s failed: %s", name, exc)
             event = {"EventType": TASK_FAILED, "TaskScheduledId": task_id,
@@ -486,10 +478,6 @@ class DurableHost:
     def run_async(self, coro: Any, timeout: float | None = 60) -> Any:
         """Run a coroutine on the host's loop (where the client's aiohttp session lives)."""
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-
-async def _await(awaitable: Any) -> Any:
-    return await awaitable
 
 
 def _aware(t: datetime) -> datetime:

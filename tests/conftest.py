@@ -71,14 +71,18 @@ class Harness:
         from shared.settings import get_settings, reset_settings_cache
         from shared.storage import get_store
 
+        # API calls without a principal header run as the local host's one user (an admin),
+        # as under `stylebatch run/serve`; a test may override it.
+        env = {"LOCAL_CALLER": "local-dev", **env}
+
         self._saved = {k: os.environ.get(k) for k in env}
         os.environ.update(env)
         reset_settings_cache()
         self.settings = get_settings()
         self.store = get_store(self.settings)
 
-        import function_app
         from shared.batch.local import LocalBatchBackend
+        from stylebatch import worker
         from stylebatch.cli import seed_assets
         from stylebatch.durable_host import DurableHost, VirtualClock
         from stylebatch.local_host import LocalFunctionHost
@@ -87,10 +91,11 @@ class Harness:
         self.backend = LocalBatchBackend.shared(self.settings, self.store)
         # Timers jump on the virtual clock; while only timers are pending we wait (really)
         # until a Batch task changes state, at most a few seconds: no fixed sleeps.
-        self.durable = DurableHost(function_app.app, clock=VirtualClock(),
+        app = worker.load_app()  # the app as the real Python worker indexes and loads it
+        self.durable = DurableHost(app, clock=VirtualClock(),
                                    on_idle=lambda s: self.backend.wait_for_change(min(s, 3.0)))
         self.durable.serve_client_api().start_background()
-        self.functions = LocalFunctionHost(function_app.app, self.durable, self.store)
+        self.functions = LocalFunctionHost(app, self.durable, self.store)
 
     def upload(self, path: Path, name: str | None = None, **metadata: str) -> str:
         name = name or f"{uuid.uuid4().hex[:8]}-{path.name}"
@@ -138,9 +143,6 @@ class Harness:
         reset_settings_cache()
 
 
-# API calls without a principal header run as the local host's one user (an admin).
-LOCAL_USER = {"LOCAL_CALLER": "local-dev"}
-
 FAST_SCORING = {  # tiny work per frame: the tests check plumbing and pixels, not beauty
     "SCORING_MAX_SIDE": "48", "GATYS_STEPS": "3", "GATYS_WARM_STEPS": "1",
     "FRAMES_PER_CHUNK": "16", "LOCAL_BATCH_SLOTS": "2", "POLL_INTERVAL_S": "5",
@@ -150,7 +152,7 @@ FAST_SCORING = {  # tiny work per frame: the tests check plumbing and pixels, no
 
 @pytest.fixture
 def harness(azurite: Azurite) -> Iterator[Harness]:
-    h = Harness(azurite, {"STORAGE": azurite.connection_string, **LOCAL_USER, **FAST_SCORING})
+    h = Harness(azurite, {"STORAGE": azurite.connection_string, **FAST_SCORING})
     try:
         yield h
     finally:
@@ -162,8 +164,7 @@ def make_harness(azurite: Azurite) -> Iterator[Any]:
     made: list[Harness] = []
 
     def make(**env: str) -> Harness:
-        h = Harness(azurite, {"STORAGE": azurite.connection_string, **LOCAL_USER, **FAST_SCORING,
-                              **env})
+        h = Harness(azurite, {"STORAGE": azurite.connection_string, **FAST_SCORING, **env})
         made.append(h)
         return h
 

@@ -9,6 +9,7 @@ from datetime import timedelta
 import azure.durable_functions as df
 import pytest
 
+from stylebatch import worker
 from stylebatch.durable_host import DurableHost, VirtualClock
 
 app = df.DFApp()
@@ -79,7 +80,7 @@ def generations(context: df.DurableOrchestrationContext):
 @pytest.fixture
 def host():
     clock = VirtualClock()
-    h = DurableHost(app, clock=clock).serve_client_api().start_background()
+    h = DurableHost(worker.load_app(__name__), clock=clock).serve_client_api().start_background()
     yield h
     h.stop()
 
@@ -136,7 +137,8 @@ def test_starting_a_running_instance_raises_and_a_finished_one_is_replaced(host:
     from stylebatch.durable_host import RealClock
 
     # On a real clock the orchestrator's hour-long timer keeps the instance running.
-    real = DurableHost(app, clock=RealClock()).serve_client_api().start_background()
+    real = DurableHost(worker.load_app(__name__), clock=RealClock())
+    real.serve_client_api().start_background()
     try:
         client = _client(real)
         real.run_async(client.start_new("summing", "dup-1", {"n": 1}))

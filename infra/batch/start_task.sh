@@ -17,9 +17,10 @@
 set -euo pipefail
 umask 022
 
-# uv provides Python 3.11 when the image has none; pinned, and checked against this hash. (uv in
-# turn checks the hash of the Python build it downloads.)
-UV_REQUIREMENT='uv==0.13.9 --hash=sha256:d7f459fe4fd247d830351c75686d3996ace3c6f3f728eb0e85a30b7ada0cef19'
+# uv provides Python 3.11 when the image has none: pinned like every dependency and checked
+# against this hash (the manylinux x86_64 wheel); uv's version also fixes the Python build it
+# fetches, whose hash uv checks in turn. Upgrades are deliberate.
+UV_REQUIREMENT='uv==0.13.8 --hash=sha256:e18a57b8b352eb7c8feb317b9f6f533c8f0ad9673fd6cf34bbe3cf1a9f6a8984'
 
 root="${AZ_BATCH_NODE_SHARED_DIR:?not on a Batch node}/stylebatch"
 mkdir -p "$root/bin"
