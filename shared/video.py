@@ -62,7 +62,7 @@ def run_ffmpeg(args: list[str]) -> subprocess.CompletedProcess:
     proc = subprocess.run(cmd, capture_output=True)
     if proc.returncode != 0:
         tail = proc.stderr.decode(errors="replace").strip().splitlines()[-5:]
-        # ffmpeg echoes its input URLs, SAS signature included.
+        # ffmpeg echoes the URLs it was given, a SAS signature included.
         raise VideoError(redact("ffmpeg failed: " + " | ".join(tail)), bad_input=False)
     return proc
 

@@ -1,8 +1,9 @@
 """Secrets never leave the process: SAS signatures, keys and tokens are redacted from errors,
 log records, the orchestration history and the job status (shared/redact.py).
 
-The central case is real: ffmpeg reading a real SAS URL from Azurite fails, and ffmpeg's own
-stderr carries the signature; nothing the app lets out may.
+The central case is real: ffmpeg reading a real SAS URL (signed like every URL the app hands
+out) from Azurite fails, and ffmpeg's own stderr carries the signature; nothing the app lets out
+may.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ def sas_url(azurite) -> str:
     store = BlobStore.from_settings(Settings(storage_connection_string=azurite.connection_string))
     store.ensure_containers()
     store.write_bytes(INCOMING, "redact/not-a-video.mp4", b"this is not a video" * 100)
-    return store.source(INCOMING, "redact/not-a-video.mp4").url()
+    return store.blob_sas_url(INCOMING, "redact/not-a-video.mp4")
 
 
 def test_a_failing_ffmpeg_on_a_sas_url_leaks_nothing(sas_url, caplog):
