@@ -41,17 +41,20 @@ def test_every_locked_package_is_pinned_with_a_sha256():
         assert hashes and all(re.fullmatch(r"sha256:[0-9a-f]{64}", h) for h in hashes), name
 
 
-def test_the_lock_satisfies_scoring_requirements():
+def test_the_lock_is_exactly_scoring_requirements():
     pins = _lock_pins()
+    names = set()
     for line in (REPO / "scoring" / "requirements.txt").read_text().splitlines():
         line = line.split("#", 1)[0].strip()
         if not line:
             continue
         req = Requirement(line)
         name = req.name.lower().replace("_", "-")
+        names.add(name)
         assert name in pins, f"{name} is not in scoring/requirements.lock"
         assert req.specifier.contains(pins[name][0], prereleases=True), \
             f"{name}=={pins[name][0]} does not satisfy {req.specifier}"
+    assert set(pins) == names, f"locked but not required: {sorted(set(pins) - names)}"
 
 
 def test_uv_is_pinned_with_its_hash():
