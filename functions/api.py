@@ -103,6 +103,8 @@ def status_from_orchestration(status: df.DurableOrchestrationStatus) -> dict[str
         custom["state"] = "failed"
         custom["error"] = custom.get("error") or f"internal error: {redact(status.output)}"
         custom["eta_seconds"] = None
+    if runtime in _TERMINAL_RUNTIME and isinstance(custom.get("chunks"), dict):
+        custom["chunks"] = {**custom["chunks"], "running": 0}  # an ended job runs nothing
     return custom
 
 

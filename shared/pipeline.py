@@ -195,16 +195,40 @@ def split_job(ctx: Context, req: JobRequest) -> dict[str, Any]:
     def upload(index: int, path: Path) -> None:
         ctx.store.upload_file(WORK, chunk_blob(req.job_id, index), path)
         path.unlink()  # keep the local disk small: one or two chunks at a time
+        _check_not_cancelled(ctx, req.job_id)
 
     with tempfile.TemporaryDirectory(prefix="split-") as tmp:
         try:
             split(_input(ctx, req), p, chunks, mode, tmp, on_chunk=upload)
+        except _Cancelled:
+            return _split_cancelled(ctx, req)
         except Exception as exc:
             return _failed_reading_input(ctx, req, exc)
     ctx.store.write_json(WORK, _chunks_blob(req.job_id),
                          {"mode": mode, "chunks": [c.to_json() for c in chunks]})
+    try:
+        _check_not_cancelled(ctx, req.job_id)
+    except _Cancelled:
+        return _split_cancelled(ctx, req)
     return {"ok": True, "mode": mode, "chunks": [[c.start, c.frames] for c in chunks],
             "seconds": round(time.monotonic() - started, 2)}
+
+
+class _Cancelled(Exception):
+    """work/<job>/ was deleted under a running activity: the job was cancelled."""
+
+
+def _check_not_cancelled(ctx: Context, job_id: str) -> None:
+    """A cancel cannot stop a running activity, but it deletes work/<job>/ — probe.json, which
+    every later step needs, included. An activity that writes there looks after each write."""
+    if not ctx.store.exists(WORK, _probe_blob(job_id)):
+        raise _Cancelled(job_id)
+
+
+def _split_cancelled(ctx: Context, req: JobRequest) -> dict[str, Any]:
+    # Whatever this split uploaded after the cancel's delete goes too.
+    ctx.store.delete_prefix(WORK, work_prefix(req.job_id))
+    return _bad("the job was cancelled while its video was being split")
 
 
 def load_chunks(ctx: Context, job_id: str) -> list[Chunk]:
@@ -311,22 +335,30 @@ def progress_job(ctx: Context, req: JobRequest, attempts: dict[str, int],
     """Where the current attempts stand, compactly (it goes into orchestration history).
 
     ``states``: one letter per chunk (P pending, R running, S succeeded, F failed, - unknown);
-    ``failures``: details of failed chunks; ``frames_done``: frames of finished chunks plus
-    what running tasks have reported.
+    ``failures``: details of failed chunks; ``missing``: chunks whose task the backend does not
+    know (lost with a local pool, or a deleted Batch job); ``backend_retries``: retries the
+    backend made itself, ``{"<chunk>/<attempt>": [count, last error]}``; ``frames_done``:
+    frames of finished chunks plus what running tasks have reported.
     """
     wanted = {chunk_task_id(int(i), a): int(i) for i, a in attempts.items()}
+    attempt_of = {int(i): a for i, a in attempts.items()}
     by_id = {t.id: t for t in ctx.backend.task_states(req.job_id)}
     n = max((int(i) for i in attempts), default=-1) + 1
     codes = ["-"] * n
     failures = []
+    missing = []
+    backend_retries: dict[str, list[Any]] = {}
     running: dict[str, int] = {}  # chunk -> frames done so far, for the ETA
     frames_done = 0
     chunk_frames = {c.index: c.frames for c in load_chunks(ctx, req.job_id)} if attempts else {}
     for task_id, index in wanted.items():
         t = by_id.get(task_id)
         if t is None:
+            missing.append(index)
             continue
         codes[index] = _STATE_CODE[t.state]
+        if t.retries:
+            backend_retries[f"{index}/{attempt_of[index]}"] = [t.retries, _short(t.retry_error)]
         if t.state == "succeeded":
             frames_done += chunk_frames.get(index, 0)
         elif t.state == "running":
@@ -337,7 +369,8 @@ def progress_job(ctx: Context, req: JobRequest, attempts: dict[str, int],
             failures.append({"chunk": index, "task": task_id, "exit_code": t.exit_code,
                              "bad_input": t.bad_input, "error": _short(t.error), "log": t.log})
     result: dict[str, Any] = {"states": "".join(codes), "failures": failures,
-                              "frames_done": frames_done, "running": running}
+                              "frames_done": frames_done, "running": running,
+                              "missing": sorted(missing), "backend_retries": backend_retries}
     if train_attempt:
         t = by_id.get(train_task_id(train_attempt))
         result["train"] = None if t is None else {
@@ -419,7 +452,7 @@ def write_result(ctx: Context, req: JobRequest, name: str, path: Path, meta: dic
 def cleanup_job(ctx: Context, req: JobRequest, failed: bool) -> dict[str, Any]:
     """Delete work/<job>/ and the Batch job; on failure keep work/ when so configured."""
     try:
-        ctx.backend.delete(req.job_id)
+        _stop_batch_job(ctx, req.job_id, CANCEL_WAIT_S)
     except Exception as exc:  # cleanup must not fail a finished job
         log.warning("could not delete Batch job %s: %s", req.job_id, exc)
     if failed and ctx.settings.keep_work_on_failure:
@@ -427,8 +460,31 @@ def cleanup_job(ctx: Context, req: JobRequest, failed: bool) -> dict[str, Any]:
     return {"deleted": ctx.store.delete_prefix(WORK, work_prefix(req.job_id))}
 
 
-def cancel_job(ctx: Context, job_id: str) -> None:
+# How long a cancel waits for the job's tasks to stop before it deletes their folder anyway.
+CANCEL_WAIT_S = 120.0
+
+
+def cancel_job(ctx: Context, job_id: str, wait_s: float = CANCEL_WAIT_S) -> bool:
     """Stop the Batch side of a cancelled job and drop its intermediates (the HTTP cancel
-    route terminates the orchestration, which therefore cannot clean up itself)."""
-    ctx.backend.cancel(job_id)
+    route terminates the orchestration, which therefore cannot clean up itself).
+
+    The tasks are stopped and waited for *before* work/<job>/ is deleted, so no late upload
+    (a killed task's log) lands afterwards; then the Batch job is deleted, so a restart of the
+    job starts from a clean slate. Returns False when the tasks did not stop in time (the
+    folder is deleted all the same)."""
+    stopped = _stop_batch_job(ctx, job_id, wait_s)
     ctx.store.delete_prefix(WORK, work_prefix(job_id))
+    return stopped
+
+
+def _stop_batch_job(ctx: Context, job_id: str, wait_s: float) -> bool:
+    """Terminate the Batch job, wait for its tasks to end (a failed job's other chunks may
+    still run and would upload their logs late), then delete it."""
+    backend = ctx.backend
+    backend.cancel(job_id)
+    stopped = backend.wait_stopped(job_id, wait_s)
+    if not stopped:
+        log.warning("tasks of job %s still running after %.0f s; deleting it anyway",
+                    job_id, wait_s)
+    backend.delete(job_id)
+    return stopped

@@ -34,6 +34,7 @@ from typing import Any
 
 import av
 
+from shared.procs import die_with_parent
 from shared.redact import redact
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,7 @@ def ffmpeg_exe() -> str:
 def run_ffmpeg(args: list[str]) -> subprocess.CompletedProcess:
     """Run the bundled ffmpeg with ``args``; raise VideoError with its last stderr lines."""
     cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", *args]
-    proc = subprocess.run(cmd, capture_output=True)
+    proc = subprocess.run(cmd, capture_output=True, preexec_fn=die_with_parent())
     if proc.returncode != 0:
         tail = proc.stderr.decode(errors="replace").strip().splitlines()[-5:]
         # ffmpeg echoes the URLs it was given, a SAS signature included.

@@ -16,7 +16,11 @@ extension's part for local runs and tests:
   order, with the same inputs, as the history says it did;
 - ``continue_as_new`` restarts the instance with a fresh history;
 - a loopback HTTP server answers the real ``DurableOrchestrationClient`` (start, status,
-  query, terminate), so client functions (blob trigger, HTTP API) run unchanged.
+  query, terminate), so client functions (blob trigger, HTTP API) run unchanged;
+- with a ``store`` (stylebatch/durable_store.py) every instance is **kept in storage** and
+  reloaded on start: interrupted instances resume (activities that were running when the
+  process died run again — at least once, as in Azure), finished ones stay listed;
+- activities run on daemon threads, so a stopped host never keeps the process alive.
 
     host = DurableHost(worker.load_app(), clock=VirtualClock())
     host.start_background()
@@ -28,10 +32,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import queue
 import threading
 import traceback
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -105,6 +109,65 @@ class Instance:
     output: Any = None
     episodes: int = 0
     replayed_events: int = 0  # total events replayed (a measure of replay cost)
+    version: int = 0  # bumps on every saved change; an older snapshot never overwrites a newer
+
+    _SAVED = ("id", "name", "input", "status", "history", "new_events", "generation",
+              "custom_status", "output", "episodes", "replayed_events", "version")
+
+    def to_record(self) -> dict[str, Any]:
+        record = {k: getattr(self, k) for k in self._SAVED}
+        record.update(created=_ts(self.created), updated=_ts(self.updated),
+                      scheduled=[list(s) for s in self.scheduled],
+                      timers={str(k): _ts(v) for k, v in self.timers.items()})
+        return json.loads(json.dumps(record))  # a deep copy, safe to write outside the lock
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Instance:
+        inst = cls(**{k: record[k] for k in cls._SAVED},
+                   created=_aware(isoparse(record["created"])),
+                   updated=_aware(isoparse(record["updated"])))
+        inst.scheduled = [tuple(s) for s in record["scheduled"]]
+        inst.timers = {int(k): _aware(isoparse(v)) for k, v in record["timers"].items()}
+        return inst
+
+    def outstanding_activities(self) -> list[dict[str, Any]]:
+        """TaskScheduled events of this generation whose result has not arrived."""
+        answered = {e.get("TaskScheduledId") for e in self.history + self.new_events
+                    if e["EventType"] in (TASK_COMPLETED, TASK_FAILED)}
+        return [e for e in self.history
+                if e["EventType"] == TASK_SCHEDULED and e["EventId"] not in answered]
+
+
+class _DaemonPool:
+    """Activity workers on daemon threads: a host that stops (Ctrl-C, SIGTERM) abandons
+    running activities instead of waiting for them to give up against stopped storage."""
+
+    def __init__(self, workers: int, prefix: str):
+        self._queue: queue.Queue[tuple | None] = queue.Queue()
+        self._threads = [threading.Thread(target=self._work, daemon=True, name=f"{prefix}-{i}")
+                         for i in range(workers)]
+        for t in self._threads:
+            t.start()
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> None:
+        self._queue.put((fn, args))
+
+    def shutdown(self) -> None:
+        while True:  # drop what has not started
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                break
+        for _ in self._threads:
+            self._queue.put(None)
+
+    def _work(self) -> None:
+        while (item := self._queue.get()) is not None:
+            fn, args = item
+            try:
+                fn(*args)
+            except Exception:  # _run_activity reports its own errors; never lose a worker
+                log.exception("activity worker error")
 
 
 class DurableHost:
@@ -112,10 +175,11 @@ class DurableHost:
 
     def __init__(self, app: WorkerApp, clock: RealClock | VirtualClock | None = None,
                  on_idle: Callable[[float], None] | None = None, activity_workers: int = 4,
-                 task_hub: str = "stylebatch"):
+                 task_hub: str = "stylebatch", store: Any = None):
         self.clock = clock or RealClock()
         self.on_idle = on_idle
         self.task_hub = task_hub
+        self.store = store  # a BlobInstanceStore, or None to keep instances in memory only
         # The extension knows orchestrators and activities by function name (the worker's
         # index); the conformance test holds the trigger's own name property to it.
         self.app = app
@@ -123,8 +187,13 @@ class DurableHost:
         self.activities = {f.name: f for f in app.with_trigger("activityTrigger")}
         self.instances: dict[str, Instance] = {}
         self._cond = threading.Condition()
-        self._pool = ThreadPoolExecutor(activity_workers, thread_name_prefix="activity")
+        self._pool = _DaemonPool(activity_workers, "activity")
         self._stop = threading.Event()
+        self._save_lock = threading.Lock()
+        self._saved_versions: dict[str, int] = {}
+        self.resumed: list[str] = []  # instances found running in the store at start
+        if store is not None:
+            self._load()
         self._thread: threading.Thread | None = None
         self.loop = asyncio.new_event_loop()
         self._loop_thread = threading.Thread(target=self.loop.run_forever, daemon=True,
@@ -147,11 +216,14 @@ class DurableHost:
             inst = Instance(id=instance_id, name=name, input=input_json, created=now, updated=now)
             if old is not None:
                 inst.generation = old.generation + 1
+                inst.version = old.version
             inst.new_events.append({"EventType": EXECUTION_STARTED, "EventId": -1,
                                     "IsPlayed": False, "Timestamp": _ts(now), "Name": name,
                                     "Input": input_json, "Version": ""})
             self.instances[instance_id] = inst
+            record = self._snapshot_locked(inst)
             self._cond.notify_all()
+        self._save(record)  # before answering: an accepted start survives a crash
         return instance_id
 
     def terminate(self, instance_id: str, reason: str) -> bool:
@@ -163,8 +235,10 @@ class DurableHost:
             inst.output = reason
             inst.timers.clear()
             inst.updated = self.clock.now()
+            record = self._snapshot_locked(inst)
             self._cond.notify_all()
-            return True
+        self._save(record)
+        return True
 
     def status_json(self, inst: Instance, show_input: bool = False,
                     show_history: bool = False) -> dict[str, Any]:
@@ -181,10 +255,51 @@ class DurableHost:
     # -- engine ------------------------------------------------------------------------------
 
     def start_background(self) -> DurableHost:
+        with self._cond:  # activities that were running when the last process died run again
+            for inst in self.instances.values():
+                if inst.status not in RUNNING_STATES:
+                    continue
+                for event in inst.outstanding_activities():
+                    inst.in_flight += 1
+                    self._pool.submit(self._run_activity, inst, inst.generation,
+                                      event["EventId"], event["Name"], event.get("Input"))
         self._thread = threading.Thread(target=self._dispatch_forever, daemon=True,
                                         name="durable-dispatcher")
         self._thread.start()
         return self
+
+    # -- storage ---------------------------------------------------------------------------
+
+    def _load(self) -> None:
+        for record in self.store.load_all():
+            try:
+                inst = Instance.from_record(record)
+            except (KeyError, TypeError, ValueError) as exc:
+                log.error("skipping instance record %s: %s", record.get("id"), exc)
+                continue
+            self.instances[inst.id] = inst
+            self._saved_versions[inst.id] = inst.version
+            if inst.status in RUNNING_STATES:
+                self.resumed.append(inst.id)
+        if self.resumed:
+            log.warning("resuming %d interrupted orchestration(s): %s", len(self.resumed),
+                        ", ".join(sorted(self.resumed)))
+
+    def _snapshot_locked(self, inst: Instance) -> dict[str, Any] | None:
+        """The record to save for ``inst`` (call with the lock held), None without a store."""
+        if self.store is None:
+            return None
+        inst.version += 1
+        return inst.to_record()
+
+    def _save(self, record: dict[str, Any] | None) -> None:
+        if record is None or self._stop.is_set():
+            return  # a stopping host leaves the last saved state for the next start to resume
+        with self._save_lock:
+            if record["version"] <= self._saved_versions.get(record["id"], -1):
+                return  # a newer snapshot of this instance was written already
+            self.store.save(record)
+            self._saved_versions[record["id"]] = record["version"]
 
     def stop(self) -> None:
         self._stop.set()
@@ -192,7 +307,7 @@ class DurableHost:
             self._cond.notify_all()
         if self._thread:
             self._thread.join(10)
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._pool.shutdown()
         if self._runner:
             asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self.loop).result(10)
         try:  # the Durable SDK keeps one aiohttp session per process: close it with its loop
@@ -289,29 +404,36 @@ class DurableHost:
         with self._cond:
             if inst.generation != generation or inst.status not in RUNNING_STATES:
                 return  # terminated or restarted while replaying
-            inst.history = history
-            inst.episodes += 1
-            inst.replayed_events += len(history)
-            inst.updated = self.clock.now()
-            if "customStatus" in state:
-                inst.custom_status = state["customStatus"]
-            try:
-                continue_input = self._schedule(inst, _flatten(state.get("actions", [])))
-            except NonDeterminismError as exc:
-                inst.status, inst.output = "Failed", f"non-deterministic orchestrator: {exc}"
-                self._cond.notify_all()
-                return
-            inst.history.append({"EventType": ORCHESTRATOR_COMPLETED, "EventId": -1,
-                                 "IsPlayed": False, "Timestamp": _ts(inst.updated)})
-            if error is not None:
-                inst.status, inst.output = "Failed", error
-                inst.timers.clear()
-            elif continue_input is not None:
-                self._restart(inst, continue_input)
-            elif state.get("isDone"):
-                inst.status, inst.output = "Completed", state.get("output")
-                inst.timers.clear()
+            record = self._apply_episode(inst, history, state, error)
+        self._save(record)
+
+    def _apply_episode(self, inst: Instance, history: list[dict[str, Any]],
+                       state: dict[str, Any], error: str | None) -> dict[str, Any] | None:
+        """Record an episode's outcome (lock held); returns the snapshot to save."""
+        inst.history = history
+        inst.episodes += 1
+        inst.replayed_events += len(history)
+        inst.updated = self.clock.now()
+        if "customStatus" in state:
+            inst.custom_status = state["customStatus"]
+        try:
+            continue_input = self._schedule(inst, _flatten(state.get("actions", [])))
+        except NonDeterminismError as exc:
+            inst.status, inst.output = "Failed", f"non-deterministic orchestrator: {exc}"
             self._cond.notify_all()
+            return self._snapshot_locked(inst)
+        inst.history.append({"EventType": ORCHESTRATOR_COMPLETED, "EventId": -1,
+                             "IsPlayed": False, "Timestamp": _ts(inst.updated)})
+        if error is not None:
+            inst.status, inst.output = "Failed", error
+            inst.timers.clear()
+        elif continue_input is not None:
+            self._restart(inst, continue_input)
+        elif state.get("isDone"):
+            inst.status, inst.output = "Completed", state.get("output")
+            inst.timers.clear()
+        self._cond.notify_all()
+        return self._snapshot_locked(inst)
 
     def _schedule(self, inst: Instance, actions: list[dict[str, Any]]) -> str | None:
         """Check replayed actions against history; schedule the new ones.
@@ -376,10 +498,13 @@ class DurableHost:
                 event = {"EventType": TASK_COMPLETED, "TaskScheduledId": task_id,
                          "Result": returned.value if returned else "null"}
         except Exception as exc:
-            log.warning("activity %s failed: %s", name, exc)
+            if not self._stop.is_set():  # failures of abandoned activities are noise
+                log.warning("activity %s failed: %s", name, exc)
             event = {"EventType": TASK_FAILED, "TaskScheduledId": task_id,
                      "Reason": f"{type(exc).__name__}: {exc}",
                      "Details": traceback.format_exc(limit=8)}
+        if self._stop.is_set():
+            return  # the host stopped: the saved state still lists this activity as running
         with self._cond:
             if inst.generation != generation:
                 return  # the instance restarted (continue-as-new / replaced); drop it
@@ -430,7 +555,7 @@ class DurableHost:
         instance_id = request.match_info.get("id") or uuid.uuid4().hex
         body = await request.text()
         # The client posts json.dumps(input) as a JSON body, i.e. a JSON string holding the
-        # input's JSON text; the orchestrator's context gets that text (ARCHITECTURE.md §5).
+        # input's JSON text; the orchestrator's context gets that text.
         value = json.loads(body) if body else None
         input_json = value if isinstance(value, str) or value is None else json.dumps(value)
         try:

@@ -26,6 +26,7 @@ import json
 import logging
 import re
 import threading
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -184,15 +185,31 @@ def _http_response(returned: Datum | None) -> func.HttpResponse:
 
 
 class BlobPoller:
-    """Stands in for Event Grid locally: triggers once per new blob version in `incoming`."""
+    """Stands in for Event Grid locally: triggers once per new blob version in `incoming`.
+
+    Like an Event Grid subscription it reports what arrives after it was created: on the very
+    first start, blobs already in `incoming` start nothing (unless ``include_existing``). With
+    a ``state`` store it keeps a checkpoint (the start of its last complete scan), so after a
+    restart it delivers every blob version that arrived while it was down. Delivering a version
+    twice is harmless: the trigger starts nothing for a version whose job exists, running or
+    finished.
+    """
+
+    CHECKPOINT = "blob-poller.json"
+    SLACK = timedelta(seconds=2)  # Last-Modified has one-second resolution
 
     def __init__(self, host: LocalFunctionHost, interval_s: float = 2.0,
-                 include_existing: bool = False):
+                 include_existing: bool = False, state: Any = None):
         self.host = host
         self.interval_s = interval_s
+        self.state = state  # a BlobInstanceStore (its host state), or None
         self.seen: set[tuple[str, str]] = set()
+        checkpoint = state.read_host_state(self.CHECKPOINT) if state is not None else None
+        since = _parse_time(checkpoint.get("scanned")) if isinstance(checkpoint, dict) else None
         if not include_existing:
-            self.seen = {(b.name, b.etag) for b in host.store.list(INCOMING)}
+            # Handled by an earlier run (or there before the first one): not delivered again.
+            self.seen = {(b.name, b.etag) for b in host.store.list(INCOMING)
+                         if since is None or b.last_modified < since - self.SLACK}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name="blob-poller")
 
@@ -204,7 +221,8 @@ class BlobPoller:
         self._stop.set()
 
     def poll_once(self) -> int:
-        fired = 0
+        scanned = datetime.now(UTC)
+        fired = failed = 0
         for b in self.host.store.list(INCOMING):
             key = (b.name, b.etag)
             if key in self.seen:
@@ -214,12 +232,25 @@ class BlobPoller:
                 self.host.trigger_blob(b.name)
                 fired += 1
             except Exception:
+                failed += 1
                 log.exception("blob trigger failed for %s/%s", INCOMING, b.name)
+        if self.state is not None and not failed and not self._stop.is_set():
+            self.state.write_host_state(self.CHECKPOINT, {"scanned": scanned.isoformat()})
         return fired
 
     def _run(self) -> None:
-        while not self._stop.wait(self.interval_s):
+        while not self._stop.is_set():
             try:
                 self.poll_once()
             except Exception:
-                log.exception("polling %s failed", INCOMING)
+                if not self._stop.is_set():
+                    log.exception("polling %s failed", INCOMING)
+            self._stop.wait(self.interval_s)
+
+
+def _parse_time(text: Any) -> datetime | None:
+    try:
+        t = datetime.fromisoformat(str(text))
+    except ValueError:
+        return None
+    return t if t.tzinfo else t.replace(tzinfo=UTC)

@@ -23,9 +23,9 @@
 //   batchAccountName        existing Batch account (BatchService allocation mode)
 //   poolId                  pool id the app submits to (app setting BATCH_POOL_ID)
 //   vmSize                  GPU VM size, one GPU per node (app setting BATCH_VM_SIZE for estimates)
-//   nodeIdentityId          user-assigned identity for the nodes: resource/output files and
-//                           application packages without SAS (app setting BATCH_NODE_IDENTITY);
-//                           '' = no identity (the app then signs SAS URLs)
+//   nodeIdentityId          user-assigned identity for the nodes: application packages from the
+//                           account's auto-storage only (no data role: every task carries a SAS
+//                           for each of its own blobs); '' = no identity
 //   applicationPackageName  Batch application holding scoring/ + shared/ (BATCH_APP_PACKAGE)
 //   applicationPackageVersion  '' = its default version (BATCH_APP_VERSION)
 //   installPackageOnPool    also install the package on every node at boot; keep false for the

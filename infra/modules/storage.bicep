@@ -48,7 +48,7 @@ param softDeleteRetentionDays int = 7
 @description('Log Analytics workspace for blob write/delete audit logs; empty to skip.')
 param logAnalyticsId string = ''
 
-// The containers the app uses (the blob layout in shared/jobs.py), plus Event Grid's dead letters.
+// The containers the app uses (the contract in docs/architecture.md), plus Event Grid's dead letters.
 var dataContainers = [
   'incoming'
   'styles'
