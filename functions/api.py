@@ -20,6 +20,7 @@ completed from the runtime status when the orchestration ended without saying so
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 from datetime import UTC, datetime
@@ -163,8 +164,11 @@ async def create_job(req: func.HttpRequest, client: Client) -> func.HttpResponse
         info = await asyncio.to_thread(get_store(settings).info, INCOMING, name)
         if info is None:
             return _error(404, f"no blob {INCOMING}/{name}")
+        # An ordinary caller's job is its own (its id keyed by the caller too); an admin acts on
+        # the job an upload of the blob starts (restarting it when it failed or was cancelled).
         job = build_request(name, info.etag, info.metadata, settings, style, model,
-                            caller=caller.id)
+                            caller="" if caller.admin else caller.id)
+        job = dataclasses.replace(job, caller=caller.id)
         if job.options.get("reject"):
             raise InvalidName(job.options["reject"])
     except InvalidName as exc:
