@@ -33,9 +33,9 @@ lint: setup
 
 # checkov (both values of vnetEnabled) and bandit; prints the counts, fails on any unskipped
 # failed check or a medium/high bandit finding (tests/infra/iac_scan.py).
-$(SCAN_STAMP): requirements-scan.txt
+$(SCAN_STAMP): requirements-scan.txt constraints-scan.txt
 	test -x $(SCAN_VENV)/bin/python || $(PYTHON) -m venv $(SCAN_VENV)
-	$(SCAN_VENV)/bin/python -m pip install -q -r requirements-scan.txt
+	$(SCAN_VENV)/bin/python -m pip install -q -c constraints-scan.txt -r requirements-scan.txt
 	touch $@
 
 scan: setup $(SCAN_STAMP)
