@@ -206,6 +206,13 @@ def chunk_task(req: JobRequest, settings: Settings, chunk: Chunk, attempt: int,
                "--preset", settings.output_preset, "--pix-fmt", settings.output_pix_fmt]
     resources = [ResourceFile(BlobRef(WORK, chunk_blob(req.job_id, chunk.index)), "chunk.mkv"),
                  ResourceFile(BlobRef(STYLES, style_blob), style_file)]
+    if chunk.index > 0 and settings.lead_in_frames > 0:
+        # the previous chunk's last frames are scored first and dropped: no seam between chunks
+        resources.append(ResourceFile(BlobRef(WORK, chunk_blob(req.job_id, chunk.index - 1)),
+                                      "lead_in.mkv"))
+        command += ["--lead-in", "lead_in.mkv", "--lead-in-frames", str(settings.lead_in_frames)]
+    if not settings.temporal_stage:
+        command.append("--no-temporal")
     if req.model == "gatys":
         command += ["--steps", str(req.options.get("steps", settings.gatys_steps)),
                     "--warm-steps", str(req.options.get("warm_steps", settings.gatys_warm_steps))]
