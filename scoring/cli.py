@@ -76,6 +76,9 @@ def _parser() -> argparse.ArgumentParser:
                          "first and dropped, so this chunk starts where that one ends")
     st.add_argument("--lead-in-frames", type=int, default=Settings.lead_in_frames,
                     help="how many of the lead-in's last frames to score")
+    st.add_argument("--lead-out-frames", type=int, default=0,
+                    help="a next chunk follows with this lead-in: models with a history "
+                         "(gatys) cross-fade this many last frames into what it will compute")
 
     from scoring.train import add_train_arguments
 
@@ -106,7 +109,7 @@ def _run_stylize(args: argparse.Namespace) -> dict:
         batch_size=args.batch_size, precision=args.precision, compile=args.compile,
         threads=args.threads, quiet=args.quiet, temporal=args.temporal,
         temporal_weight=args.temporal_weight, lead_in=args.lead_in,
-        lead_in_frames=args.lead_in_frames)
+        lead_in_frames=args.lead_in_frames, lead_out_frames=args.lead_out_frames)
     return stylize(cfg)
 
 

@@ -4,8 +4,13 @@ After the model, the temporal stage (``scoring.temporal``) makes each frame agre
 previous one along the source's motion. With ``lead_in`` (the previous chunk of the same video)
 its last ``lead_in_frames`` frames are scored first and dropped: the model's state (gatys' warm
 start) and the temporal stage arrive at the chunk's first frame already running, as they would
-in one long chunk, so chunks that run in parallel meet without a seam. Only the chunk's own
-frames are written, with its own timestamps.
+in one long chunk. A model whose output depends on its own history (gatys: each frame starts
+from the previous stylized one) would still differ at the seam: the previous chunk's history is
+not this one's. So a chunk that has a successor (``lead_out_frames``) also runs a second, fresh
+copy of the model and temporal stage over its last frames — exactly what the successor's lead-in
+computes on the same frames — and cross-fades its output into that copy's, reaching it on its
+last frame; the successor carries on from there. Only the chunk's own frames are written, with
+its own timestamps.
 
 Pipelined producer/consumer: a reader thread decodes (ffmpeg) into a bounded queue, the main
 thread runs the model on batches (on the GPU when there is one: pinned host memory, autocast,
@@ -68,6 +73,7 @@ class StylizeConfig:
     temporal_weight: float = TemporalConfig.weight
     lead_in: str | None = None  # the previous chunk: its last frames warm the model up
     lead_in_frames: int = 0  # how many of them (0 = none)
+    lead_out_frames: int = 0  # a successor follows: cross-fade this many last frames into it
 
 
 def cpu_threads(requested: int = 0) -> int:
@@ -196,6 +202,31 @@ def read_lead_in(cfg: StylizeConfig, width: int, height: int) -> list[np.ndarray
     return list(tail)
 
 
+class LeadOut:
+    """Cross-fade a chunk's last frames from its model into a fresh copy started ``frames``
+    before the end: the copy computes what the next chunk's lead-in computes on the same frames,
+    so the last frame written equals the state the next chunk continues from."""
+
+    def __init__(self, make_model: Callable[[], FrameModel], start: int, frames: int):
+        self.make_model, self.start, self.frames = make_model, start, frames
+        self.fresh: FrameModel | None = None
+
+    def __call__(self, batch: torch.Tensor, result: torch.Tensor, first: int) -> torch.Tensor:
+        """batch/result: uint8 [B, H, W, 3] (input, model output) of frames first.. first+B-1."""
+        skip = max(0, self.start - first)
+        if skip >= batch.shape[0]:
+            return result
+        if self.fresh is None:
+            self.fresh = self.make_model()
+        other = self.fresh(batch[skip:])
+        idx = torch.arange(first + skip, first + batch.shape[0], dtype=torch.float32)
+        r = ((idx - self.start + 1) / self.frames).clamp(0, 1).view(-1, 1, 1, 1)
+        mixed = result[skip:].float() * (1 - r) + other.float() * r
+        out = result.clone()
+        out[skip:] = mixed.round_().clamp_(0, 255).to(torch.uint8)
+        return out
+
+
 def find_model_file(cfg: StylizeConfig) -> Path:
     if cfg.model_file:
         path = Path(cfg.model_file)
@@ -255,6 +286,10 @@ def stylize(cfg: StylizeConfig) -> dict:
     model, batch_size = build_model(cfg, device)
     cuda = device.type == "cuda"
     lead_in = read_lead_in(cfg, info.width, info.height)
+    lead_out = None
+    n_out = min(cfg.lead_out_frames, info.frames)
+    if n_out > 0 and getattr(model.net, "stateful", False):
+        lead_out = LeadOut(lambda: build_model(cfg, device)[0], info.frames - n_out, n_out)
 
     out = Path(cfg.output)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -327,6 +362,10 @@ def stylize(cfg: StylizeConfig) -> dict:
                 model_seconds[0] += dt
                 if is_lead_in:  # scored to warm the model and the temporal stage up; dropped
                     continue
+                if lead_out is not None:
+                    tm = time.perf_counter()
+                    result = lead_out(batch, result, decoded)
+                    model_seconds[0] += time.perf_counter() - tm
                 decoded += batch.shape[0]
                 q_out.put((result, dt / batch.shape[0]))
         except _Aborted:
@@ -361,7 +400,8 @@ def stylize(cfg: StylizeConfig) -> dict:
     summary = {"frames": n, "seconds": round(seconds, 3), "fps": round(n / seconds, 3),
                "model_seconds": round(model_seconds[0], 3), "width": info.width,
                "height": info.height, "model": cfg.model, "device": str(device),
-               "codec": writer.codec, "pix_fmt": writer.pix_fmt, "lead_in_frames": len(lead_in)}
+               "codec": writer.codec, "pix_fmt": writer.pix_fmt, "lead_in_frames": len(lead_in),
+               "lead_out_frames": n_out if lead_out is not None else 0}
     if model.temporal is not None:
         summary["temporal_seconds"] = round(model.temporal.seconds, 3)
     cold = getattr(model.net, "cold_starts", None)
