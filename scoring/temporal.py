@@ -5,10 +5,11 @@ Per frame, optical flow (OpenCV DIS) is measured on the *source* frames, previou
 back, at a reduced size (``flow_side``: cheap next to any model, and the same whatever the output
 size). Where the source moved coherently — forward-backward consistent, off motion boundaries
 (``scoring.flow.consistency_mask``) — the model's output is blended towards the previous *output*
-frame warped by that motion; elsewhere (occlusions, new content, a scene cut) the model's output
-is left alone. The blend is a running average along motion paths, so a texture that a model
-paints a little differently on every frame settles, and a chain that starts from a different
-state (the start of a chunk) forgets it geometrically: ``weight ** k`` after ``k`` frames.
+frame warped by that motion; elsewhere (occlusions, new content, a scene cut, a change the
+motion does not explain) the model's output is left alone. The blend is a running average along
+motion paths, so a texture that a model paints a little differently on every frame settles, and
+a chain that starts from a different state (the start of a chunk) forgets it geometrically:
+``weight ** k`` after ``k`` frames.
 
 It only needs source frames and output frames, so it works the same for ``gatys``, ``fast`` and
 any future model. Warping and blending run on the output's device (``torch.grid_sample``).
@@ -33,6 +34,9 @@ class TemporalConfig:
     weight: float = 0.6  # share of the warped previous output kept on coherent pixels
     flow_side: int = 320  # flow is measured with the source's long side at most this
     cut_threshold: float = 0.3  # fewer coherent pixels than this: a scene cut, start afresh
+    # mean abs difference (0-1) between a source frame and its warped predecessor: blended
+    # fully up to the first value (noise, compression), not at all from the second
+    match_tolerance: tuple[float, float] = (0.03, 0.08)
 
 
 class TemporalStage:
@@ -75,6 +79,12 @@ class TemporalStage:
         bwd = flowlib.flow(cur_src, self._prev_src)  # [fh, fw, 2]: current pixel -> previous
         fwd = flowlib.flow(self._prev_src, cur_src)
         mask = flowlib.consistency_mask(fwd, bwd)  # [fh, fw] 1 = coherent motion
+        # ... and the motion must explain the change: where the warped previous source frame
+        # does not match the current one (a flash, a cut, something appearing), leave it alone
+        warped_src = flowlib.warp(self._prev_src.astype(np.float32) / 255.0, bwd)
+        err = np.abs(cur_src.astype(np.float32) / 255.0 - warped_src).mean(-1)  # [fh, fw]
+        lo, hi = self.cfg.match_tolerance
+        mask *= np.clip((hi - err) / (hi - lo), 0.0, 1.0)
         if mask.mean() < self.cfg.cut_threshold:
             self.cuts += 1
             return cur
