@@ -9,14 +9,16 @@ DEMO_STYLE ?= swirl
 DEMO_MODEL ?= gatys
 PYTEST_ARGS ?=
 
-.PHONY: setup test lint demo serve bench clean
+.PHONY: setup test lint demo serve bench clean constraints
 
 setup: $(STAMP) node_modules/.bin/azurite-blob
 
-$(STAMP): requirements.txt scoring/requirements.txt requirements-dev.txt pyproject.toml
+# Every package at the version in constraints.txt: upgrades are deliberate (see that file).
+$(STAMP): requirements.txt scoring/requirements.txt requirements-dev.txt requirements-worker.txt constraints.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -r requirements.txt -r scoring/requirements.txt -r requirements-dev.txt
+	$(BIN)/python -m pip install -q -c constraints.txt -r requirements.txt -r scoring/requirements.txt -r requirements-dev.txt
+	$(BIN)/python -m pip install -q --no-deps --ignore-requires-python -r requirements-worker.txt
 	$(BIN)/python -m pip install -q --no-deps -e .
 	touch $@
 
@@ -41,6 +43,11 @@ serve: setup
 bench: setup
 	$(BIN)/python bench/bench_video.py
 	$(BIN)/python bench/bench_scoring.py
+
+# After a deliberate upgrade in .venv: pin what is installed now (scoring/requirements.txt by hand).
+constraints: setup
+	{ sed -n '/^#/p' constraints.txt; $(BIN)/python -m pip freeze --all --exclude-editable \
+	  | grep -v '^#' | grep -v '^pip=='; } > constraints.txt.new && mv constraints.txt.new constraints.txt
 
 clean:
 	rm -rf out .work .pytest_cache .ruff_cache

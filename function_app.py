@@ -1,7 +1,7 @@
 """The Function app: one DFApp composing one blueprint per file from functions/.
 
-    func start            # with Core Tools, where they can be installed
-    stylebatch serve      # the same app, host-less, on this machine (see README)
+    func start            # with Core Tools, where they can be installed (README: what it needs)
+    stylebatch serve      # the same app, loaded by the real Python worker's code, host-less
 """
 
 import azure.durable_functions as df

@@ -5,6 +5,10 @@
     POST   /api/jobs        {"blob": "clip.mp4", "style": "mosaic", "model": "gatys"} → 202
     DELETE /api/jobs/{id}   cancel: terminates the orchestration and the Batch job → 202
 
+Every handler is ``async def`` (the Durable client binding awaits it) and runs on the worker's
+one event loop: the Durable client's calls are asynchronous, and every blocking call (storage,
+Batch) goes to a thread with ``asyncio.to_thread`` so that one request never stalls the others.
+
 The status is the orchestration's custom status (set by the orchestrator at every step),
 completed from the runtime status when the orchestration ended without saying so itself
 (terminated → cancelled, crashed → failed).
@@ -12,6 +16,7 @@ completed from the runtime status when the orchestration ended without saying so
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from datetime import UTC, datetime, timedelta
@@ -84,6 +89,8 @@ def status_from_orchestration(status: df.DurableOrchestrationStatus) -> dict[str
         custom["state"] = "failed"
         custom["error"] = custom.get("error") or f"internal error: {status.output}"
         custom["eta_seconds"] = None
+    if runtime in _TERMINAL_RUNTIME and isinstance(custom.get("chunks"), dict):
+        custom["chunks"] = {**custom["chunks"], "running": 0}  # an ended job runs nothing
     return custom
 
 
@@ -119,7 +126,7 @@ async def list_jobs(req: func.HttpRequest, client: Client) -> func.HttpResponse:
 async def create_job(req: func.HttpRequest, client: Client) -> func.HttpResponse:
     try:
         body = req.get_json()
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: JSON nested thousands deep
         return _error(400, "the body must be JSON: {\"blob\": \"clip.mp4\", \"style\": ..., "
                            "\"model\": ...}")
     if not isinstance(body, dict) or not isinstance(body.get("blob"), str):
@@ -133,7 +140,7 @@ async def create_job(req: func.HttpRequest, client: Client) -> func.HttpResponse
         for key, value in (("style", style), ("model", model)):
             if value is not None and not isinstance(value, str):
                 raise InvalidName(f"{key} must be a string")
-        info = get_store(settings).info(INCOMING, name)
+        info = await asyncio.to_thread(get_store(settings).info, INCOMING, name)
         if info is None:
             return _error(404, f"no blob {INCOMING}/{name}")
         job = build_request(name, info.etag, info.metadata, settings, style, model)
@@ -160,5 +167,6 @@ async def cancel_job(req: func.HttpRequest, client: Client) -> func.HttpResponse
     if runtime in _TERMINAL_RUNTIME:
         return _error(409, f"job {job_id} has already ended ({runtime.lower()})")
     await client.terminate(job_id, "cancelled by the user")
-    pipeline.cancel_job(pipeline.Context.from_settings(get_settings()), job_id)
+    await asyncio.to_thread(pipeline.cancel_job, pipeline.Context.from_settings(get_settings()),
+                            job_id)
     return _json({"id": job_id, "state": "cancelled"}, 202)

@@ -66,12 +66,14 @@ class Job:
         st = self.state
         chunks = st.get("chunks") or []
         codes = st.get("codes", "")
+        # A job that has ended runs nothing: its cleanup deletes the Batch job.
+        running = 0 if state in ("completed", "failed") else codes.count("R")
         status = job_status(
             self.req, state, updated=_iso(_now(self.context)),
             frames_total=int(st.get("probe", {}).get("frames", 0)),
             frames_done=int(st.get("frames_done", 0)),
             chunks={"total": len(chunks), "done": codes.count("S"),
-                    "running": codes.count("R"), "failed": len(st.get("failed_chunks", []))},
+                    "running": running, "failed": len(st.get("failed_chunks", []))},
             eta_seconds=eta, error=error, stage_percent=stage_percent,
             extra=self._extra())
         self.context.set_custom_status(status)
@@ -176,12 +178,14 @@ def video_pipeline(context: df.DurableOrchestrationContext):
             yield from job.call("cleanup", failed=False)
             return job.publish("completed")
     except JobFailed as exc:
-        status = job.publish("failed", error=str(exc))
+        job.publish("failed", error=str(exc))
         try:
             yield from job.call("cleanup", failed=True)
         except JobFailed:
             pass  # the job has failed already; keep its first error
-        return status
+        # The instance ends Failed, not Completed (the status above says why), so that a
+        # start for the same id replaces it as Durable replaces any failed orchestration.
+        raise
     raise AssertionError(f"unknown stage {st['stage']!r}")
 
 
@@ -224,18 +228,22 @@ def _monitor_chunks(job: Job) -> Generator[Any, Any, bool]:
         p = yield from job.call("progress", attempts=st["attempts"])
         st["codes"], st["frames_done"] = p["states"], p["frames_done"]
         st["max_running"] = max(int(st.get("max_running", 1)), st["codes"].count("R"))
-        resubmit: dict[str, int] = {}
+        _note_backend_retries(job, p.get("backend_retries", {}))
+        # Tasks the Batch service does not know (the local pool died with its host, or the
+        # Batch job was deleted) are submitted again under the same attempt.
+        resubmit: dict[str, int] = {str(c): st["attempts"][str(c)] for c in p.get("missing", [])}
         for failure in p["failures"]:
             chunk = str(failure["chunk"])
             reason = failure["error"] or f"exit code {failure['exit_code']}"
+            if int(chunk) not in st.setdefault("failed_chunks", []):
+                st["failed_chunks"].append(int(chunk))
             if failure["bad_input"]:
                 raise JobFailed(f"chunk {chunk} cannot be processed: {reason}")
             if st["attempts"][chunk] >= job.max_attempts:
                 raise JobFailed(f"chunk {chunk} failed {st['attempts'][chunk]} times; last "
                                 f"error: {reason}")
             resubmit[chunk] = st["attempts"][chunk] + 1
-            st.setdefault("retries", []).append({"chunk": int(chunk), "error": reason})
-            st["retries"] = st["retries"][-10:]  # keep the status small
+            _note_retry(job, int(chunk), reason, "orchestrator")
         if resubmit:
             st["attempts"].update(resubmit)
             yield from job.call("submit", attempts=resubmit, style_blob=st["style_blob"])
@@ -252,12 +260,31 @@ def _monitor_chunks(job: Job) -> Generator[Any, Any, bool]:
         yield job.context.create_timer(_now(job.context) + job.poll)
 
 
+def _note_retry(job: Job, chunk: int, reason: str, by: str) -> None:
+    st = job.state
+    st.setdefault("retries", []).append({"chunk": chunk, "error": reason, "by": by})
+    st["retries"] = st["retries"][-10:]  # keep the status small
+
+
+def _note_backend_retries(job: Job, seen: dict[str, list[Any]]) -> None:
+    """Retries the Batch side made itself ({"<chunk>/<attempt>": [count, last error]})."""
+    counted = job.state.setdefault("backend_retries", {})
+    for key, (count, error) in sorted(seen.items()):
+        for _ in range(int(count) - int(counted.get(key, 0))):
+            _note_retry(job, int(key.split("/")[0]), error or "retried by the Batch node",
+                        "backend")
+        counted[key] = max(int(count), int(counted.get(key, 0)))
+
+
 def _monitor_training(job: Job) -> Generator[Any, Any, bool]:
     """Poll the training task; retry it a bounded number of times."""
     st = job.state
     rounds = 0
     while True:
         p = yield from job.call("progress", attempts={}, train_attempt=st["train_attempt"])
+        if p.get("train") is None:  # unknown to the Batch service: submit the attempt again
+            yield from job.call("submit", attempts={}, style_blob=st["style_blob"],
+                                train_attempt=st["train_attempt"])
         t = p.get("train") or {"state": "pending", "progress": 0}
         st["train"] = {"state": t["state"], "progress": t.get("progress", 0),
                        "attempt": st["train_attempt"]}

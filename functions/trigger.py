@@ -8,11 +8,13 @@ calls this same function.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import azure.durable_functions as df
 import azure.functions as func
 import azurefunctions.extensions.bindings.blob as blob_types
+from azure.core.exceptions import HttpResponseError
 
 from functions.starter import build_request, start_job
 from shared.jobs import INCOMING, InvalidName, validate_blob_name
@@ -29,12 +31,24 @@ async def on_upload(blob: blob_types.BlobClient, client: df.DurableOrchestration
     settings = get_settings()
     name = blob.blob_name
     try:
-        validate_blob_name(name)
-    except InvalidName:
-        log.error("ignoring upload with an unusable name: %r", name)
-        return
-    props = blob.get_blob_properties()
-    req = build_request(name, props.etag.strip('"'), dict(props.metadata or {}), settings)
+        # async def (the Durable client binding awaits it) on the worker's one event loop: the
+        # client's blocking call goes to a thread, so other invocations keep running meanwhile.
+        props = await asyncio.to_thread(blob.get_blob_properties)
+        etag, metadata = props.etag.strip('"'), dict(props.metadata or {})
+    except (HttpResponseError, ValueError):
+        if _usable(name):
+            raise  # a good name: a transient failure, the host retries the event
+        etag, metadata = "", {}  # a name the service cannot look up
+    # A bad name still makes a job, failed at once with the reason: a record, not a log line.
+    req = build_request(name, etag, metadata, settings)
     job_id, started = await start_job(client, req, settings)
-    log.info("%s %s/%s as job %s", "started" if started else "already have", INCOMING, name,
+    log.info("%s %s/%r as job %s", "started" if started else "already have", INCOMING, name,
              job_id)
+
+
+def _usable(name: str) -> bool:
+    try:
+        validate_blob_name(name)
+        return True
+    except InvalidName:
+        return False

@@ -3,13 +3,19 @@
 Pure functions only (no I/O), so the orchestrator, the activities, the HTTP API and the
 tests share one definition of every name that reaches a blob path or a query.
 
-Blob layout (contract, see ARCHITECTURE.md §3)::
+Blob layout (the contract; README "Names" documents it for users)::
 
-    incoming/<name>.<ext>            uploads (optionally incoming/<style>/<name>.<ext>)
-    styles/<style>.jpg|png           style images
-    models/<style>.pt                trained fast models
-    work/<job>/...                   per-job intermediates (probe.json, chunks/, stylized/, logs/)
-    outgoing/<stem>.<style>.<ext>    results, plus <stem>.<style>.preview.jpg
+    incoming/<folder/><stem>.<ext>            uploads (incoming/<style>/clip.mp4 names a style)
+    styles/<style>.jpg|png                    style images
+    models/<style>.pt                         trained fast models
+    work/<job>/...                            per-job intermediates (probe.json, chunks/, ...)
+    outgoing/<folder/><stem>.<style>.<hash>.<ext>          results, plus
+    outgoing/<folder/><stem>.<style>.<hash>.preview.jpg    the before/after preview
+
+``<hash>`` is the job's hash (``JOB_HASH_HEX`` hex digits of SHA-256 over the blob's name,
+ETag, style and model), so two jobs never share an output name: ``clip.mp4``,
+``swirl/clip.mp4``, ``clip.MP4``, ``clip.avi`` and a re-upload of ``clip.mp4`` all get their own.
+The job id is ``<ascii slug of the stem>-<hash>``.
 """
 
 from __future__ import annotations
@@ -20,12 +26,19 @@ import re
 import unicodedata
 from dataclasses import asdict, dataclass, field
 from typing import Any
+from urllib.parse import quote
+
+from anyascii import anyascii
 
 INCOMING, STYLES, MODELS, WORK, OUTGOING = "incoming", "styles", "models", "work", "outgoing"
 CONTAINERS = (INCOMING, STYLES, MODELS, WORK, OUTGOING)
 
 MODELS_KINDS = ("gatys", "fast")
-VIDEO_EXTENSIONS = ("mp4", "mov", "mkv", "webm", "m4v")
+VIDEO_EXTENSIONS = ("mp4", "mov", "mkv", "webm", "m4v")  # containers the output mirrors
+# What an upload's name may end with: containers libav reads (the rest become mp4 outputs).
+# Anything else fails at the door, before a byte is read.
+INPUT_EXTENSIONS = (*VIDEO_EXTENSIONS, "avi", "ts", "mts", "m2ts", "mpg", "mpeg", "flv", "wmv",
+                    "3gp", "ogv", "mxf")
 STYLE_EXTENSIONS = ("jpg", "jpeg", "png")
 
 STATES = ("queued", "probing", "splitting", "training", "scoring", "stitching",
@@ -34,7 +47,15 @@ TERMINAL_STATES = ("completed", "failed", "cancelled")
 
 _JOB_ID = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,46}[a-z0-9])?$")
 _STYLE = re.compile(r"^[a-z0-9](?:[a-z0-9_-]{0,38}[a-z0-9])?$")
-_MAX_BLOB_NAME = 512
+# Azure Storage's limits on a blob name (Azurite enforces the same length).
+MAX_BLOB_NAME = 1024
+_MAX_PATH_SEGMENTS = 254
+# 16 hex digits = 64 bits of SHA-256: the odds that any two of n jobs share a hash are about
+# n^2 / 2^65 (a million jobs: 3e-8). Ids stay <= 48 characters, within Durable instance ids
+# and Batch job ids (letters, digits, '-', '_', <= 64), with room to spare.
+JOB_HASH_HEX = 16
+_SLUG_MAX = 48 - JOB_HASH_HEX - 1
+_SHOWN_NAME = 200  # how much of a rejected name a status shows
 
 
 class InvalidName(ValueError):
@@ -66,22 +87,71 @@ def validate_model(model: str) -> str:
 
 
 def validate_blob_name(name: str) -> str:
-    """Accept a blob name inside a container: relative, no traversal, no control characters."""
-    if not isinstance(name, str) or not name or len(name) > _MAX_BLOB_NAME:
-        raise InvalidName(f"not a valid blob name: {name!r}")
-    if name.startswith("/") or "\\" in name or any(ord(c) < 32 or ord(c) == 127 for c in name):
-        raise InvalidName(f"not a valid blob name: {name!r}")
+    """Accept a blob name inside a container: what Azure Storage accepts (1–1024 characters,
+    at most 254 segments, not ending in '.'), relative, no traversal, no control characters,
+    encodable as UTF-8. The reason names the problem, for a person to fix the upload."""
+    if not isinstance(name, str) or not name:
+        raise InvalidName("the blob name is empty")
+    shown = shown_name(name)
+    if len(name) > MAX_BLOB_NAME:
+        raise InvalidName(f"the name is {len(name)} characters long; blob names hold at most "
+                          f"{MAX_BLOB_NAME}: {shown!r}")
+    for i, c in enumerate(name):
+        if unicodedata.category(c) in ("Cc", "Cs"):
+            raise InvalidName(f"the name holds a control character or an unpaired surrogate "
+                              f"(U+{ord(c):04X}) at "
+                              f"position {i + 1}: {shown!r}")
+    if name.startswith("/") or "\\" in name:
+        raise InvalidName(f"the name must be a relative path with '/' separators: {shown!r}")
     parts = name.split("/")
-    if any(p in ("", ".", "..") for p in parts):
-        raise InvalidName(f"not a valid blob name: {name!r}")
+    if any(p in ("", ".", "..") for p in parts) or len(parts) > _MAX_PATH_SEGMENTS:
+        raise InvalidName(f"the name has an empty, '.' or '..' path segment (or more than "
+                          f"{_MAX_PATH_SEGMENTS}): {shown!r}")
+    if name.endswith("."):
+        raise InvalidName(f"the name ends with '.': {shown!r}")
     return name
 
 
+def validate_input_name(name: str, style: str = "x" * 40) -> str:
+    """Accept the name of an upload: a valid blob name with a video extension whose outputs
+    (``output_names``, with the longest style) are valid blob names too."""
+    validate_blob_name(name)
+    _, ext = split_ext(name)
+    if ext not in INPUT_EXTENSIONS:
+        raise InvalidName(f"unsupported file extension {('.' + ext) if ext else '(none)'}: "
+                          f"upload a video ({', '.join('.' + e for e in INPUT_EXTENSIONS)}): "
+                          f"{shown_name(name)!r}")
+    longest = max(output_names(name, style, "0" * JOB_HASH_HEX), key=len)
+    if len(longest) > MAX_BLOB_NAME:
+        raise InvalidName(f"the name is too long for its result's name "
+                          f"({len(longest)} > {MAX_BLOB_NAME} characters): shorten it by "
+                          f"{len(longest) - MAX_BLOB_NAME}: {shown_name(name)!r}")
+    return name
+
+
+def shown_name(name: str) -> str:
+    """A name as a status or an error shows it: at most ``_SHOWN_NAME`` characters."""
+    return name if len(name) <= _SHOWN_NAME else name[:_SHOWN_NAME - 1] + "…"
+
+
+def metadata_value(text: str) -> str:
+    """A blob metadata value (HTTP headers: ASCII only): UTF-8, percent-encoded ('/' kept)."""
+    return quote(text, safe="/")
+
+
 def slugify(text: str, max_len: int = 39) -> str:
-    """'My Clip (final).mp4' -> 'my-clip-final-mp4' — ascii, lower-case, hyphens."""
-    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    """'My Clip (final).mp4' -> 'my-clip-final-mp4', '视频' -> 'shipin' — ascii (transliterated),
+    lower-case, hyphens."""
+    ascii_text = anyascii(unicodedata.normalize("NFKC", text))
     slug = re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")
     return slug[:max_len].strip("-") or "video"
+
+
+def job_hash(blob_name: str, etag: str, style: str, model: str) -> str:
+    """``JOB_HASH_HEX`` hex digits identifying one version (ETag) of one blob with one style
+    and model: the tail of the job id and part of the output names."""
+    key = f"{blob_name}\n{etag.strip(chr(34))}\n{style}\n{model}"
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:JOB_HASH_HEX]
 
 
 def make_job_id(blob_name: str, etag: str, style: str, model: str) -> str:
@@ -90,9 +160,9 @@ def make_job_id(blob_name: str, etag: str, style: str, model: str) -> str:
     The same upload delivered twice gives the same id, so the second start is a no-op; a
     re-upload (new ETag) or another style gives a new job.
     """
-    digest = hashlib.sha256(f"{blob_name}\n{etag.strip(chr(34))}\n{style}\n{model}".encode())
     stem = posixpath.splitext(posixpath.basename(blob_name))[0]
-    return validate_job_id(f"{slugify(stem)}-{digest.hexdigest()[:8]}")
+    digest = job_hash(blob_name, etag, style, model)
+    return validate_job_id(f"{slugify(stem, _SLUG_MAX)}-{digest}")
 
 
 def split_ext(blob_name: str) -> tuple[str, str]:
@@ -107,12 +177,16 @@ def style_from_path(blob_name: str) -> str | None:
     return parts[0].lower() if len(parts) > 1 else None
 
 
-def output_names(blob_name: str, style: str) -> tuple[str, str]:
-    """Blob names (in ``outgoing``) of the result video and its preview image."""
+def output_names(blob_name: str, style: str, digest: str) -> tuple[str, str]:
+    """Blob names (in ``outgoing``) of the result video and its preview image:
+    ``<folder/><stem>.<style>.<digest>.<ext>`` and ``….preview.jpg``, where ``<folder/>`` is
+    the input's folder inside ``incoming`` and ``<digest>`` the job's hash (``job_hash``)."""
+    folder = posixpath.dirname(blob_name)
     stem, ext = split_ext(blob_name)
     ext = ext if ext in VIDEO_EXTENSIONS else "mp4"
     ext = "mp4" if ext == "m4v" else ext
-    return f"{stem}.{style}.{ext}", f"{stem}.{style}.preview.jpg"
+    base = posixpath.join(folder, f"{stem}.{style}.{digest}")
+    return f"{base}.{ext}", f"{base}.preview.jpg"
 
 
 def work_prefix(job_id: str) -> str:
@@ -148,11 +222,17 @@ class JobRequest:
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
+    @property
+    def rejected(self) -> str | None:
+        """Why the job was refused at the door (it fails at once with this reason), or None."""
+        return self.options.get("reject")
+
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> JobRequest:
         req = cls(**data)
         validate_job_id(req.job_id)
-        validate_blob_name(req.blob)
+        if not req.rejected:  # a rejected name never reaches a path or a query
+            validate_blob_name(req.blob)
         validate_style(req.style)
         validate_model(req.model)
         return req
@@ -160,13 +240,24 @@ class JobRequest:
 
 def new_job_request(blob_name: str, etag: str, style: str, model: str, created: str,
                     options: dict[str, Any] | None = None) -> JobRequest:
-    validate_blob_name(blob_name)
     validate_style(style)
     validate_model(model)
-    output, preview = output_names(blob_name, style)
+    validate_input_name(blob_name, style)
+    output, preview = output_names(blob_name, style, job_hash(blob_name, etag, style, model))
     return JobRequest(job_id=make_job_id(blob_name, etag, style, model), blob=blob_name,
                       etag=etag, style=style, model=model, output=output, preview=preview,
                       created=created, options=dict(options or {}))
+
+
+def rejected_request(blob_name: str, etag: str, model: str, created: str, reason: str,
+                     options: dict[str, Any] | None = None) -> JobRequest:
+    """A job for an upload refused at the door (a bad name, style or model): it fails at once
+    with ``reason``, so the refusal is a job record a user can find, not a log line. Its
+    ``blob`` is the name as shown (cut to ``_SHOWN_NAME``); it has no outputs."""
+    return JobRequest(job_id=make_job_id(blob_name, etag, "invalid", model),
+                      blob=shown_name(blob_name), etag=etag, style="invalid", model=model,
+                      output="", preview="", created=created,
+                      options={**(options or {}), "reject": reason})
 
 
 def job_status(req: JobRequest, state: str, *, updated: str,
@@ -203,8 +294,9 @@ def job_status(req: JobRequest, state: str, *, updated: str,
         "chunks": chunks,
         "percent": round(percent, 1),
         "eta_seconds": None if eta_seconds is None else max(0, round(eta_seconds)),
-        "output": f"{OUTGOING}/{req.output}",  # where the result appears (is) when completed
-        "preview": f"{OUTGOING}/{req.preview}",
+        # where the result appears (is) when completed; none for a job refused at the door
+        "output": f"{OUTGOING}/{req.output}" if req.output else None,
+        "preview": f"{OUTGOING}/{req.preview}" if req.preview else None,
         "error": error,
         "created": req.created,
         "updated": updated,

@@ -7,6 +7,11 @@ summaries) — never frames or file bytes — because they travel through orches
 Bad input is not an exception here: a step returns ``{"ok": False, "error": "<reason>"}`` so
 the orchestrator fails the job at once with that reason instead of retrying. Exceptions mean
 "transient, worth retrying" (storage hiccups, a node lost, ...).
+
+A job works on the version of the input it was given: every read of ``incoming`` (probe,
+split, the stitch's copy of the audio) is conditional on the request's ETag. If the blob is
+replaced (or deleted) while the job runs, the read fails and the job fails with that reason —
+it never mixes two uploads; the new upload has a job of its own.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from azure.core.exceptions import ResourceExistsError, ResourceModifiedError
 
 from shared import plan
 from shared.batch import (
@@ -39,6 +46,7 @@ from shared.jobs import (
     WORK,
     JobRequest,
     chunk_blob,
+    metadata_value,
     model_blob,
     split_ext,
     stylized_blob,
@@ -94,6 +102,33 @@ def _bad(reason: str) -> dict[str, Any]:
     return {"ok": False, "error": reason}
 
 
+def _input(ctx: Context, req: JobRequest) -> Any:
+    """The job's input, pinned to the version (ETag) the job was started for."""
+    return ctx.store.source(INCOMING, req.blob, etag=req.etag.strip('"'))
+
+
+def input_changed(ctx: Context, req: JobRequest, when: str = "ran") -> str | None:
+    """Why the job's input is no longer the version it was given, or None if it still is."""
+    info = ctx.store.info(INCOMING, req.blob)
+    if info is None:
+        return f"the input {INCOMING}/{req.blob} was deleted while the job {when}"
+    if info.etag != req.etag.strip('"'):
+        return (f"the input {INCOMING}/{req.blob} was replaced while the job {when}; "
+                "the new upload has a job of its own")
+    return None
+
+
+def _failed_reading_input(ctx: Context, req: JobRequest, exc: BaseException) -> dict[str, Any]:
+    """The step's answer to an exception while it read the input: the input changed (bad,
+    with that reason), the file is bad (its reason), else re-raise (transient: retried)."""
+    changed = input_changed(ctx, req)
+    if changed:
+        return _bad(changed)
+    if isinstance(exc, VideoError) and exc.bad_input:
+        return _bad(str(exc))
+    raise exc
+
+
 def find_style(store: BlobStore, style: str) -> str | None:
     """Blob name of the style image ``style`` in ``styles``, or None."""
     for ext in STYLE_EXTENSIONS:
@@ -109,12 +144,11 @@ def find_style(store: BlobStore, style: str) -> str | None:
 def probe_job(ctx: Context, req: JobRequest) -> dict[str, Any]:
     """Check the input and the style; store the full probe (per-frame timestamps) in work/."""
     s = ctx.settings
+    changed = input_changed(ctx, req, "was queued")
+    if changed:
+        return _bad(changed)
     info = ctx.store.info(INCOMING, req.blob)
-    if info is None:
-        return _bad(f"the input {INCOMING}/{req.blob} no longer exists")
-    if info.etag != req.etag.strip('"'):
-        return _bad(f"the input {INCOMING}/{req.blob} was replaced while the job was queued; "
-                    "the new upload has a job of its own")
+    assert info is not None
     if info.size == 0:
         return _bad("the file is empty (0 bytes)")
     if info.size > s.max_input_bytes:
@@ -123,15 +157,12 @@ def probe_job(ctx: Context, req: JobRequest) -> dict[str, Any]:
     style_blob = find_style(ctx.store, req.style)
     if style_blob is None:
         return _bad(f"style '{req.style}' not found: upload {STYLES}/{req.style}.jpg (or .png)")
-    source = ctx.store.source(INCOMING, req.blob)
     limits = Limits(max_duration_s=s.max_duration_s, max_width=s.max_width,
                     max_height=s.max_height, max_frames=s.max_frames)
     try:
-        p = probe(source, limits=limits, size_bytes=info.size)
-    except VideoError as exc:
-        if not exc.bad_input:
-            raise
-        return _bad(str(exc))
+        p = probe(_input(ctx, req), limits=limits, size_bytes=info.size)
+    except Exception as exc:
+        return _failed_reading_input(ctx, req, exc)
     ctx.store.write_json(WORK, _probe_blob(req.job_id), p.to_json())
     estimate = plan.estimate_for_job(p.frames, p.width, p.height, req.model, ctx.settings,
                                      chunk_frames=frames_per_chunk(ctx, p, req))
@@ -158,24 +189,45 @@ def split_job(ctx: Context, req: JobRequest) -> dict[str, Any]:
     """Cut the input into chunks in work/<job>/chunks/, uploading each as soon as it is cut."""
     p = load_probe(ctx, req.job_id)
     mode, chunks = plan_chunks(p, frames_per_chunk(ctx, p, req))
-    source = ctx.store.source(INCOMING, req.blob)
     started = time.monotonic()
 
     def upload(index: int, path: Path) -> None:
         ctx.store.upload_file(WORK, chunk_blob(req.job_id, index), path)
         path.unlink()  # keep the local disk small: one or two chunks at a time
+        _check_not_cancelled(ctx, req.job_id)
 
     with tempfile.TemporaryDirectory(prefix="split-") as tmp:
         try:
-            split(source, p, chunks, mode, tmp, on_chunk=upload)
-        except VideoError as exc:
-            if not exc.bad_input:
-                raise
-            return _bad(str(exc))
+            split(_input(ctx, req), p, chunks, mode, tmp, on_chunk=upload)
+        except _Cancelled:
+            return _split_cancelled(ctx, req)
+        except Exception as exc:
+            return _failed_reading_input(ctx, req, exc)
     ctx.store.write_json(WORK, _chunks_blob(req.job_id),
                          {"mode": mode, "chunks": [c.to_json() for c in chunks]})
+    try:
+        _check_not_cancelled(ctx, req.job_id)
+    except _Cancelled:
+        return _split_cancelled(ctx, req)
     return {"ok": True, "mode": mode, "chunks": [[c.start, c.frames] for c in chunks],
             "seconds": round(time.monotonic() - started, 2)}
+
+
+class _Cancelled(Exception):
+    """work/<job>/ was deleted under a running activity: the job was cancelled."""
+
+
+def _check_not_cancelled(ctx: Context, job_id: str) -> None:
+    """A cancel cannot stop a running activity, but it deletes work/<job>/ — probe.json, which
+    every later step needs, included. An activity that writes there looks after each write."""
+    if not ctx.store.exists(WORK, _probe_blob(job_id)):
+        raise _Cancelled(job_id)
+
+
+def _split_cancelled(ctx: Context, req: JobRequest) -> dict[str, Any]:
+    # Whatever this split uploaded after the cancel's delete goes too.
+    ctx.store.delete_prefix(WORK, work_prefix(req.job_id))
+    return _bad("the job was cancelled while its video was being split")
 
 
 def load_chunks(ctx: Context, job_id: str) -> list[Chunk]:
@@ -196,7 +248,7 @@ def chunk_codec(req: JobRequest, settings: Settings) -> str:
 
 def chunk_task(req: JobRequest, settings: Settings, chunk: Chunk, attempt: int,
                style_blob: str, chunks_total: int = 0) -> TaskSpec:
-    """The Batch task that stylizes one chunk (the chunk task contract, ARCHITECTURE.md §3).
+    """The Batch task that stylizes one chunk (the chunk task contract: scoring/cli.py).
     ``chunks_total``: how many chunks the job has (a chunk before the last gets a lead-out)."""
     task_id = chunk_task_id(chunk.index, attempt)
     style_file = "style" + os.path.splitext(style_blob)[1]
@@ -295,22 +347,30 @@ def progress_job(ctx: Context, req: JobRequest, attempts: dict[str, int],
     """Where the current attempts stand, compactly (it goes into orchestration history).
 
     ``states``: one letter per chunk (P pending, R running, S succeeded, F failed, - unknown);
-    ``failures``: details of failed chunks; ``frames_done``: frames of finished chunks plus
-    what running tasks have reported.
+    ``failures``: details of failed chunks; ``missing``: chunks whose task the backend does not
+    know (lost with a local pool, or a deleted Batch job); ``backend_retries``: retries the
+    backend made itself, ``{"<chunk>/<attempt>": [count, last error]}``; ``frames_done``:
+    frames of finished chunks plus what running tasks have reported.
     """
     wanted = {chunk_task_id(int(i), a): int(i) for i, a in attempts.items()}
+    attempt_of = {int(i): a for i, a in attempts.items()}
     by_id = {t.id: t for t in ctx.backend.task_states(req.job_id)}
     n = max((int(i) for i in attempts), default=-1) + 1
     codes = ["-"] * n
     failures = []
+    missing = []
+    backend_retries: dict[str, list[Any]] = {}
     running: dict[str, int] = {}  # chunk -> frames done so far, for the ETA
     frames_done = 0
     chunk_frames = {c.index: c.frames for c in load_chunks(ctx, req.job_id)} if attempts else {}
     for task_id, index in wanted.items():
         t = by_id.get(task_id)
         if t is None:
+            missing.append(index)
             continue
         codes[index] = _STATE_CODE[t.state]
+        if t.retries:
+            backend_retries[f"{index}/{attempt_of[index]}"] = [t.retries, _short(t.retry_error)]
         if t.state == "succeeded":
             frames_done += chunk_frames.get(index, 0)
         elif t.state == "running":
@@ -321,7 +381,8 @@ def progress_job(ctx: Context, req: JobRequest, attempts: dict[str, int],
             failures.append({"chunk": index, "task": task_id, "exit_code": t.exit_code,
                              "bad_input": t.bad_input, "error": _short(t.error), "log": t.log})
     result: dict[str, Any] = {"states": "".join(codes), "failures": failures,
-                              "frames_done": frames_done, "running": running}
+                              "frames_done": frames_done, "running": running,
+                              "missing": sorted(missing), "backend_retries": backend_retries}
     if train_attempt:
         t = by_id.get(train_task_id(train_attempt))
         result["train"] = None if t is None else {
@@ -345,28 +406,28 @@ def stitch_job(ctx: Context, req: JobRequest) -> dict[str, Any]:
     p = load_probe(ctx, req.job_id)
     chunks = load_chunks(ctx, req.job_id)
     sources = [ctx.store.source(WORK, stylized_blob(req.job_id, c.index)) for c in chunks]
-    original = ctx.store.source(INCOMING, req.blob)
     _, ext = split_ext(req.output)
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="stitch-") as tmp:
         out = Path(tmp) / f"out.{ext}"
         try:
-            result = stitch(original, p, chunks, sources, out, output_format(ext))
-        except VideoError as exc:
-            if not exc.bad_input:
-                raise
-            return _bad(str(exc))
+            result = stitch(_input(ctx, req), p, chunks, sources, out, output_format(ext))
+        except Exception as exc:
+            return _failed_reading_input(ctx, req, exc)
         middle = chunks[len(chunks) // 2]
         preview = Path(tmp) / "preview.jpg"
         make_preview(ctx.store.source(WORK, chunk_blob(req.job_id, middle.index)),
                      sources[len(chunks) // 2], p, preview)
-        meta = {"job": req.job_id, "source": f"{INCOMING}/{req.blob}", "style": req.style,
-                "model": req.model}
+        # Metadata travels as HTTP headers (ASCII): the source name is percent-encoded UTF-8.
+        meta = {"job": req.job_id, "source": metadata_value(f"{INCOMING}/{req.blob}"),
+                "style": req.style, "model": req.model}
         # The preview first: the video's appearance in outgoing/ means the job is complete.
-        ctx.store.upload_file(OUTGOING, req.preview, preview, metadata=meta,
-                              content_type="image/jpeg")
-        ctx.store.upload_file(OUTGOING, req.output, out, metadata=meta,
-                              content_type=f"video/{'x-matroska' if ext == 'mkv' else ext}")
+        for name, path, content_type in (
+                (req.preview, preview, "image/jpeg"),
+                (req.output, out, f"video/{'x-matroska' if ext == 'mkv' else ext}")):
+            taken = write_result(ctx, req, name, path, meta, content_type)
+            if taken:
+                return _bad(taken)
     return {"ok": True, "output": f"{OUTGOING}/{req.output}",
             "preview": f"{OUTGOING}/{req.preview}",
             "frames": result.frames, "size_bytes": result.size_bytes,
@@ -374,10 +435,34 @@ def stitch_job(ctx: Context, req: JobRequest) -> dict[str, Any]:
             "seconds": round(time.monotonic() - started, 2)}
 
 
+def write_result(ctx: Context, req: JobRequest, name: str, path: Path, meta: dict[str, str],
+                  content_type: str) -> str | None:
+    """Upload one result to outgoing/ without ever replacing another job's blob: create it
+    only if the name is free (If-None-Match), or replace it only if this job wrote it (a
+    retried stitch) and only that version (If-Match). Returns why not, or None when written."""
+    try:
+        ctx.store.upload_file(OUTGOING, name, path, metadata=meta, content_type=content_type,
+                              overwrite=False)
+        return None
+    except ResourceExistsError:
+        pass
+    info = ctx.store.info(OUTGOING, name)
+    owner = info.metadata.get("job") if info else None
+    if info is not None and owner != req.job_id:
+        return (f"{OUTGOING}/{name} already exists and belongs to "
+                f"{'job ' + owner if owner else 'another writer'}; it was left as it is")
+    try:
+        ctx.store.upload_file(OUTGOING, name, path, metadata=meta, content_type=content_type,
+                              overwrite=info is not None, if_etag=info.etag if info else None)
+    except (ResourceExistsError, ResourceModifiedError):
+        return f"{OUTGOING}/{name} was written by someone else meanwhile; it was left as it is"
+    return None
+
+
 def cleanup_job(ctx: Context, req: JobRequest, failed: bool) -> dict[str, Any]:
     """Delete work/<job>/ and the Batch job; on failure keep work/ when so configured."""
     try:
-        ctx.backend.delete(req.job_id)
+        _stop_batch_job(ctx, req.job_id, CANCEL_WAIT_S)
     except Exception as exc:  # cleanup must not fail a finished job
         log.warning("could not delete Batch job %s: %s", req.job_id, exc)
     if failed and ctx.settings.keep_work_on_failure:
@@ -385,8 +470,31 @@ def cleanup_job(ctx: Context, req: JobRequest, failed: bool) -> dict[str, Any]:
     return {"deleted": ctx.store.delete_prefix(WORK, work_prefix(req.job_id))}
 
 
-def cancel_job(ctx: Context, job_id: str) -> None:
+# How long a cancel waits for the job's tasks to stop before it deletes their folder anyway.
+CANCEL_WAIT_S = 120.0
+
+
+def cancel_job(ctx: Context, job_id: str, wait_s: float = CANCEL_WAIT_S) -> bool:
     """Stop the Batch side of a cancelled job and drop its intermediates (the HTTP cancel
-    route terminates the orchestration, which therefore cannot clean up itself)."""
-    ctx.backend.cancel(job_id)
+    route terminates the orchestration, which therefore cannot clean up itself).
+
+    The tasks are stopped and waited for *before* work/<job>/ is deleted, so no late upload
+    (a killed task's log) lands afterwards; then the Batch job is deleted, so a restart of the
+    job starts from a clean slate. Returns False when the tasks did not stop in time (the
+    folder is deleted all the same)."""
+    stopped = _stop_batch_job(ctx, job_id, wait_s)
     ctx.store.delete_prefix(WORK, work_prefix(job_id))
+    return stopped
+
+
+def _stop_batch_job(ctx: Context, job_id: str, wait_s: float) -> bool:
+    """Terminate the Batch job, wait for its tasks to end (a failed job's other chunks may
+    still run and would upload their logs late), then delete it."""
+    backend = ctx.backend
+    backend.cancel(job_id)
+    stopped = backend.wait_stopped(job_id, wait_s)
+    if not stopped:
+        log.warning("tasks of job %s still running after %.0f s; deleting it anyway",
+                    job_id, wait_s)
+    backend.delete(job_id)
+    return stopped

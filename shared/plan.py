@@ -22,7 +22,7 @@ the 1-3 GPU-minute band), bounded by ``MAX_CHUNKS`` tasks per job. Precedence:
 In every case the job is cut into at most ``MAX_CHUNKS`` chunks.
 
 **Speed and price tables** live here and nowhere else. CPU figures are measured
-(ARCHITECTURE.md §4, 2 cores, fp32); GPU figures are *estimates* (VGG19 FLOPs at the working
+(docs/architecture.md; 2 cores, fp32); GPU figures are *estimates* (VGG19 FLOPs at the working
 size over a realistic fraction of each GPU's fp32 throughput) until someone measures them on a
 node — set ``SECONDS_PER_FRAME`` from a real run (the chunk task logs per-frame timings).
 Prices are approximate pay-as-you-go Linux list prices (USD/hour, East US) as of
@@ -90,7 +90,7 @@ DEVICES: dict[str, Device] = {d.name: d for d in [
     _gpu("Standard_NV36ads_A10_v5", "A10 24GB", 3.20, 2.5),
     _gpu("Standard_NC24ads_A100_v4", "A100 80GB", 3.673, 4.5),
     _gpu("Standard_NC40ads_H100_v5", "H100 NVL 94GB", 6.98, 7.0),
-    # This machine (the local backend): measured, ARCHITECTURE.md §4. Gatys 2.8 s/step at
+    # This machine (the local backend): measured (docs/architecture.md). Gatys 2.8 s/step at
     # 455x256 scaled to REF_PIXELS; TransformerNet 0.73 fps at 640x360 (eager) scaled likewise.
     Device(name="local", gpu="cpu", usd_per_hour=0.0,
            gatys_step_s=2.8 * REF_PIXELS / (455 * 256), fast_frame_s=(1 / 0.73) * REF_PIXELS / (

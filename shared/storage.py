@@ -23,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.storage.blob import (
     BlobSasPermissions,
@@ -104,14 +105,19 @@ class BlobStore:
 
     def upload_file(self, container: str, name: str, path: str | os.PathLike,
                     metadata: dict[str, str] | None = None,
-                    content_type: str | None = None) -> None:
+                    content_type: str | None = None, *, overwrite: bool = True,
+                    if_etag: str | None = None) -> None:
+        """Upload a file. ``overwrite=False`` writes only if no blob has the name (raises
+        ResourceExistsError otherwise); ``if_etag`` replaces only that version of the blob
+        (raises ResourceModifiedError if it changed)."""
         from azure.storage.blob import ContentSettings
 
         settings = ContentSettings(content_type=content_type) if content_type else None
+        condition = _if_match(if_etag)
         with open(path, "rb") as fh:
             self.blob(container, name).upload_blob(
-                fh, overwrite=True, metadata=metadata, content_settings=settings,
-                max_concurrency=4)
+                fh, overwrite=overwrite or bool(condition), metadata=metadata,
+                content_settings=settings, max_concurrency=4, **condition)
 
     def download_file(self, container: str, name: str, path: str | os.PathLike) -> int:
         """Stream a blob to ``path`` (written atomically). Returns its size."""
@@ -140,9 +146,11 @@ class BlobStore:
             yield BlobInfo(name=b.name, size=b.size, etag=b.etag.strip('"'),
                            metadata=dict(b.metadata or {}), last_modified=b.last_modified)
 
-    def source(self, container: str, name: str) -> BlobSource:
-        """A re-openable, seekable reader over a blob, for ``shared.video``."""
-        return BlobSource(self, container, validate_blob_name(name))
+    def source(self, container: str, name: str, etag: str | None = None) -> BlobSource:
+        """A re-openable, seekable reader over a blob, for ``shared.video``. With ``etag``
+        every read is conditional on that version: if the blob is replaced, reads fail with
+        ResourceModifiedError instead of mixing two versions."""
+        return BlobSource(self, container, validate_blob_name(name), etag)
 
     def delete(self, container: str, name: str) -> bool:
         try:
@@ -208,9 +216,10 @@ class BlobReader(io.RawIOBase):
     video is never held whole in memory or on disk, and no SAS or raw HTTP client is needed."""
 
     def __init__(self, blob_client: Any, size: int, block_size: int = 4 * 1024**2,
-                 cache_blocks: int = 6):
+                 cache_blocks: int = 6, etag: str | None = None):
         super().__init__()
         self._blob = blob_client
+        self._condition = _if_match(etag)
         self._size = size
         self._block = block_size
         self._cache: OrderedDict[int, bytes] = OrderedDict()
@@ -238,7 +247,8 @@ class BlobReader(io.RawIOBase):
             return self._cache[index]
         start = index * self._block
         length = min(self._block, self._size - start)
-        data = self._blob.download_blob(offset=start, length=length).readall()
+        data = self._blob.download_blob(offset=start, length=length,
+                                        **self._condition).readall()
         self._cache[index] = data
         if len(self._cache) > self._cache_blocks:
             self._cache.popitem(last=False)
@@ -262,20 +272,26 @@ class BlobSource:
     store: BlobStore
     container: str
     name: str
+    etag: str | None = None  # when set, only this version of the blob is ever read
 
     def open(self) -> io.BufferedReader:
-        info = self.store.info(self.container, self.name)
-        if info is None:
-            raise FileNotFoundError(f"{self.container}/{self.name}")
-        return io.BufferedReader(BlobReader(self.store.blob(self.container, self.name),
-                                            info.size), buffer_size=256 * 1024)
-
-    def url(self) -> str:
-        """A read-only SAS URL scoped to this blob, for tools that read URLs (ffmpeg)."""
-        return self.store.blob_sas_url(self.container, self.name)
+        blob = self.store.blob(self.container, self.name)
+        try:
+            props = blob.get_blob_properties(**_if_match(self.etag))
+        except ResourceNotFoundError:
+            raise FileNotFoundError(f"{self.container}/{self.name}") from None
+        return io.BufferedReader(BlobReader(blob, props.size, etag=self.etag),
+                                 buffer_size=256 * 1024)
 
     def __str__(self) -> str:
         return f"{self.container}/{self.name}"
+
+
+def _if_match(etag: str | None) -> dict[str, Any]:
+    """SDK keyword arguments for a request conditional on one version of a blob."""
+    if not etag:
+        return {}
+    return {"etag": f'"{etag.strip(chr(34))}"', "match_condition": MatchConditions.IfNotModified}
 
 
 def _connection_string_part(conn: str, key: str) -> str | None:

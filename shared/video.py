@@ -20,16 +20,21 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import av
+
+from shared.procs import die_with_parent
 
 log = logging.getLogger(__name__)
 # PyAV's default (no Python log callback) on purpose: a callback deadlocks when a libav decoder
@@ -54,7 +59,7 @@ def ffmpeg_exe() -> str:
 def run_ffmpeg(args: list[str]) -> subprocess.CompletedProcess:
     """Run the bundled ffmpeg with ``args``; raise VideoError with its last stderr lines."""
     cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", *args]
-    proc = subprocess.run(cmd, capture_output=True)
+    proc = subprocess.run(cmd, capture_output=True, preexec_fn=die_with_parent())
     if proc.returncode != 0:
         tail = proc.stderr.decode(errors="replace").strip().splitlines()[-5:]
         raise VideoError("ffmpeg failed: " + " | ".join(tail), bad_input=False)
@@ -170,8 +175,13 @@ def restamp(encoded: str | os.PathLike, reference: str | os.PathLike,
 # --------------------------------------------------------------------------------------------
 # probe
 
-_IMAGE_FORMATS = {"image2", "jpeg_pipe", "png_pipe", "bmp_pipe", "gif_pipe", "webp_pipe",
-                  "tiff_pipe", "gif", "svg_pipe", "pgm_pipe", "ppm_pipe", "jpegxl_pipe"}
+# Codecs that also code single pictures. A stream of one of these with one frame and no
+# timing (no duration in the container) is a photo, whichever demuxer libav picked for it
+# (jpeg_pipe, image2, or the raw mjpeg demuxer all read a plain JPEG).
+_STILL_IMAGE_CODECS = {"mjpeg", "jpegls", "ljpeg", "png", "bmp", "gif", "webp", "tiff",
+                       "jpeg2000", "jpegxl", "ppm", "pgm", "pgmyuv", "pbm", "pam", "qoi", "sgi",
+                       "targa", "dpx", "exr", "hdr", "pcx", "xbm", "xpm", "xwd", "sunrast",
+                       "svg", "psd", "dds", "avif"}
 _FORMAT_EXT = {"mp4": "mp4", "m4v": "mp4", "mov": "mov", "mkv": "matroska", "webm": "webm"}
 
 
@@ -331,9 +341,6 @@ def _looks_like_iso_bmff(src: Source) -> bool:
 def _probe(src: Source, limits: Limits, size_bytes: int) -> Probe:
     with _opened(src) as container:
         fmt = container.format.name
-        if fmt in _IMAGE_FORMATS or fmt.endswith("_pipe"):
-            kind = fmt.replace("_pipe", "")
-            raise VideoError(f"not a video: the file is a still image ({kind})")
         streams = [_stream_info(s) for s in container.streams]
         videos = [s for s in container.streams if _kind(s) == "video"]
         if not videos:
@@ -382,6 +389,10 @@ def _probe(src: Source, limits: Limits, size_bytes: int) -> Probe:
             raise VideoError(f"the file is truncated or damaged after {len(pts_decode)} frames "
                              f"({exc.strerror or exc})") from exc
         listed = vs.frames or 0
+        if codec in _STILL_IMAGE_CODECS and not duration and \
+                len(pts_decode) + discarded + missing_pts == 1:
+            raise VideoError(f"not a video: the file is a still image ({codec}, "
+                             f"{cc.width}x{cc.height}, one frame, no duration)")
         if not pts_decode:
             raise VideoError("the video stream has no frames (empty or truncated file)")
         if listed and len(pts_decode) + discarded + missing_pts < listed:
@@ -711,8 +722,13 @@ def stitch(original: Source, p: Probe, chunks: list[Chunk], sources: list[Source
 
 def _mux_with_original(video: Path, codec: str, original: Source, p: Probe,
                        streams: list[StreamInfo], out: Path, fmt: str) -> None:
-    src = original.url() if hasattr(original, "url") else str(original)
-    net = ["-rw_timeout", "60000000"] if src.startswith(("http://", "https://")) else []
+    with _served(original) as src:
+        _run_mux(video, codec, src, p, streams, out, fmt)
+
+
+def _run_mux(video: Path, codec: str, src: str, p: Probe, streams: list[StreamInfo],
+             out: Path, fmt: str) -> None:
+    net = ["-rw_timeout", "60000000"] if src.startswith("http://") else []
     args = ["-i", str(video), *net, "-i", src, "-map", "0:v:0"]
     for s in streams:
         args += ["-map", f"1:{s.index}"]
@@ -729,6 +745,90 @@ def _mux_with_original(video: Path, codec: str, original: Source, p: Probe,
     if fmt in ("mp4", "mov"):
         args += ["-movflags", "+faststart"]
     run_ffmpeg([*args, "-f", fmt, "-y", str(out)])
+
+
+@contextmanager
+def _served(src: Source) -> Iterator[str]:
+    """What the ffmpeg CLI reads for ``src``: a path as it is; a re-openable source (a blob)
+    through a loopback HTTP server with range requests, for as long as the block lasts.
+
+    Not a SAS URL: ffmpeg's URLs hold at most 4096 bytes, which a long non-Latin blob name
+    (9 bytes a character once percent-encoded) overflows, and every read goes through
+    ``src.open()`` — for a blob, conditional on the job's version of it.
+    """
+    if isinstance(src, str | os.PathLike):
+        yield str(src)
+        return
+    with src.open() as fh:
+        size = fh.seek(0, os.SEEK_END)
+    suffix = Path(str(getattr(src, "name", ""))).suffix.lower()
+    path = f"/input{suffix if suffix.isascii() and suffix[1:].isalnum() else ''}"
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: Any) -> None:  # ffmpeg's errors say what went wrong
+            pass
+
+        def do_HEAD(self) -> None:
+            self._answer(body=False)
+
+        def do_GET(self) -> None:
+            self._answer(body=True)
+
+        def _answer(self, body: bool) -> None:
+            if self.path != path:
+                self.send_error(404)
+                return
+            start, end = 0, size - 1
+            ranged = re.fullmatch(r"bytes=(\d+)-(\d*)", self.headers.get("Range", ""))
+            if ranged:
+                start = int(ranged[1])
+                end = min(size - 1, int(ranged[2])) if ranged[2] else size - 1
+                if start >= size:
+                    self.send_response(416)
+                    self.send_header("Content-Range", f"bytes */{size}")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+            try:
+                reader = src.open()  # per request: readers are not shared between threads
+            except Exception as exc:  # e.g. the blob was replaced: ffmpeg fails, the caller
+                self.send_error(502, type(exc).__name__)  # finds out why
+                return
+            with reader:
+                self.send_response(206 if ranged else 200)
+                self.send_header("Accept-Ranges", "bytes")
+                self.send_header("Content-Type", "application/octet-stream")
+                self.send_header("Content-Length", str(end - start + 1))
+                if ranged:
+                    self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
+                self.end_headers()
+                if not body:
+                    return
+                reader.seek(start)
+                left = end - start + 1
+                try:
+                    while left > 0:
+                        data = reader.read(min(left, 1024 * 1024))
+                        if not data:
+                            break
+                        self.wfile.write(data)
+                        left -= len(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # ffmpeg seeks by dropping the connection
+                except Exception:
+                    self.close_connection = True  # a short body: ffmpeg sees the error
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True, name="ffmpeg-input")
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}{path}"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def _stylized_packets(p: Probe, chunks: list[Chunk], sources: list[str], out_stream: Any,

@@ -6,7 +6,10 @@
 
 `run` and `serve` use the real Function app (function_app.py) through the host-less Durable
 host, blob storage through azure-storage-blob (an embedded Azurite unless STORAGE is set), and
-the local Batch backend (chunk tasks as subprocesses).
+the local Batch backend (chunk tasks as subprocesses). The Durable host keeps its instances in
+that storage, so `serve` resumes interrupted jobs and lists finished ones after any restart.
+Every child process dies with this one; temporary files live in one private folder that is
+removed on exit (or, after a crash, by the next start).
 """
 
 from __future__ import annotations
@@ -51,9 +54,25 @@ class LocalStack:
     """Storage (Azurite unless configured), Durable host, Function host: one process."""
 
     def __init__(self, stack: ExitStack, *, real_clock: bool = True,
-                 azurite_dir: str | None = None, env: dict[str, str] | None = None):
-        from shared.storage import get_store
+                 azurite_dir: str | None = None, env: dict[str, str] | None = None,
+                 app: str | None = None):
+        import shutil
+        import tempfile
 
+        from shared.procs import private_tempdir
+        from shared.storage import get_store
+        from stylebatch import worker
+
+        # The app is loaded by the real Python worker's code first: an app the worker would
+        # refuse (so Azure and `func start` would run none of it) stops here, before anything
+        # starts, with the worker's message (AppLoadError).
+        self.app = worker.load_script(app) if app else worker.load_app()
+        # Split/stitch scratch, the local pool's task folders and the tasks' own temporary
+        # files (TMPDIR) all go into one folder of this process.
+        tmp = private_tempdir("stylebatch")
+        stack.callback(shutil.rmtree, tmp, True)
+        tempfile.tempdir = tmp
+        os.environ["TMPDIR"] = tmp
         os.environ.update(env or {})
         if not any(os.environ.get(name) for name in STORAGE_SETTING_NAMES):
             from stylebatch.azurite import Azurite
@@ -65,16 +84,20 @@ class LocalStack:
         self.store = get_store(self.settings)
         seed_assets(self.store)
 
-        import function_app
         from stylebatch.durable_host import DurableHost, RealClock, VirtualClock
+        from stylebatch.durable_store import BlobInstanceStore
         from stylebatch.local_host import LocalFunctionHost
 
-        self.durable = DurableHost(function_app.app,
-                                   clock=RealClock() if real_clock else VirtualClock())
+        # The Durable host stops first (on exit callbacks run in reverse): an instance
+        # interrupted here stays "running" in storage and resumes at the next start, rather
+        # than seeing its tasks killed by the backend's shutdown.
+        stack.callback(self._stop_backend)
+        self.instance_store = BlobInstanceStore(self.store.service)
+        self.durable = DurableHost(self.app, clock=RealClock() if real_clock else VirtualClock(),
+                                   store=self.instance_store)
         self.durable.serve_client_api().start_background()
         stack.callback(self.durable.stop)
-        self.functions = LocalFunctionHost(function_app.app, self.durable, self.store)
-        stack.callback(self._stop_backend)
+        self.functions = LocalFunctionHost(self.app, self.durable, self.store)
 
     def _stop_backend(self) -> None:
         from shared.batch.local import LocalBatchBackend
@@ -127,7 +150,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     with ExitStack() as stack:
         env = {"POLL_INTERVAL_S": "1", **_env_overrides(args)}
-        local = LocalStack(stack, env=env)
+        local = LocalStack(stack, env=env, app=args.app)
         store, settings = local.store, local.settings
         style = _style_name(store, args.style)
         metadata = {k: v for k, v in (("style", style), ("model", args.model)) if v}
@@ -178,26 +201,36 @@ def _follow(local: LocalStack, job_id: str, quiet: bool = False) -> dict[str, An
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from stylebatch.azurite import DataFolderInUse
     from stylebatch.local_host import BlobPoller
 
     with ExitStack() as stack:
         data = Path(args.data)
         data.mkdir(parents=True, exist_ok=True)
-        local = LocalStack(stack, azurite_dir=str(data.resolve()), env=_env_overrides(args))
+        try:
+            local = LocalStack(stack, azurite_dir=str(data.resolve()), env=_env_overrides(args),
+                               app=args.app)
+        except DataFolderInUse as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
         local.functions.serve_http(args.port)
         poller = BlobPoller(local.functions, interval_s=args.poll_blobs,
-                            include_existing=args.process_existing).start()
+                            include_existing=args.process_existing,
+                            state=local.instance_store).start()
         stack.callback(poller.stop)
         conn = os.environ.get("STORAGE", "(configured storage)")
+        resumed = local.durable.resumed
         print(f"stylebatch serving on http://127.0.0.1:{args.port}/api/jobs\n"
               f"storage: {conn}\n"
-              f"upload a video to the '{INCOMING}' container to start a job; Ctrl-C stops.",
+              + (f"resuming {len(resumed)} interrupted job(s): {', '.join(sorted(resumed))}\n"
+                 if resumed else "")
+              + f"upload a video to the '{INCOMING}' container to start a job; Ctrl-C stops.",
               flush=True)
         try:
             while True:
                 time.sleep(3600)
         except KeyboardInterrupt:
-            print("stopping", file=sys.stderr)
+            print("stopping; running jobs resume at the next start", file=sys.stderr)
     return 0
 
 
@@ -216,6 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--steps", type=int, help="gatys: L-BFGS steps for a chunk's first frame")
         sp.add_argument("--warm-steps", type=int, help="gatys: steps for each following frame")
         sp.add_argument("--train-steps", type=int, help="fast: training steps for a new style")
+        sp.add_argument("--app", help="the Function app's script (default: this repository's "
+                        "function_app.py), loaded by the real Python worker's code")
 
     r = sub.add_parser("run", help="run one job end to end on this machine",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -224,7 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: setting DEFAULT_STYLE)")
     r.add_argument("--model", choices=("gatys", "fast"), help="default: setting DEFAULT_MODEL")
     r.add_argument("-o", "--output", help="where to write the result "
-                   "(default: out/<stem>.<style>.<ext>)")
+                   "(default: out/<the result's name in outgoing>)")
     r.add_argument("--poll", type=float, default=None, help="seconds between progress polls "
                    "of the orchestrator (default 1)")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -239,7 +274,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--poll-blobs", type=float, default=2.0, help="seconds between scans of "
                    "incoming/")
     s.add_argument("--process-existing", action="store_true",
-                   help="also start jobs for blobs already in incoming/ at start-up")
+                   help="start jobs for every blob in incoming/ that has none (blobs whose "
+                   "job exists, running or finished, start nothing). Without it, the first "
+                   "start ignores blobs already there; later starts catch up on blobs that "
+                   "arrived while serve was down")
     s.add_argument("--poll", type=float, default=None, help="orchestrator poll interval, s")
     scoring_options(s)
     s.set_defaults(func=cmd_serve)
@@ -253,24 +291,40 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _exit_on_sigterm() -> None:
+def _stop_signals() -> None:
     """SIGTERM (e.g. `timeout`, a container stop) unwinds like Ctrl-C, so Azurite and the
-    local Batch tasks are stopped instead of being left behind."""
+    local Batch tasks are stopped instead of being left behind. The first signal starts the
+    unwinding; more of them are ignored so the clean-up is not cut short by a traceback."""
     import signal
 
     def handler(signum: int, frame: Any) -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
         raise SystemExit(128 + signum)
 
     signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
 
 
 def main(argv: list[str] | None = None) -> int:
-    _exit_on_sigterm()
+    _stop_signals()
     logging.basicConfig(level=os.environ.get("LOG_LEVEL", "WARNING"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
     handler = getattr(args, "func", None) or args.handler
-    return int(handler(args) or 0)
+    from stylebatch.worker import AppLoadError
+
+    try:
+        return int(handler(args) or 0)
+    except AppLoadError as exc:
+        print(f"error: the Python worker refuses the Function app, so Azure and `func start` "
+              f"would run none of its functions:\n  {exc}", file=sys.stderr)
+        return 3
+    except KeyboardInterrupt:
+        print(f"\nstylebatch {args.cmd}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -1,21 +1,28 @@
 """A host-less Durable Functions host: runs the real orchestrator through the SDK's replay engine.
 
 Azure Functions Core Tools cannot be installed everywhere, so this plays the Durable
-extension's part for local runs and tests (ARCHITECTURE.md §5):
+extension's part for local runs and tests:
 
 - it keeps each instance's history and **replays the orchestrator from the start on every
   episode** through ``Orchestrator.create``'s handle — exactly what the extension does;
-- activities run in-process (thread pool) with their input and output **round-tripped through
-  JSON**; failures become ``TaskFailed`` events;
+- functions are found in the real Python worker's index and invoked through the worker's
+  converters (``stylebatch/worker.py``): the orchestrator gets its context as the orchestration
+  trigger's converter builds it, activities get their input decoded from JSON text by the
+  activity trigger's converter and their result encoded to JSON text by it;
+- activities run in-process (thread pool); failures become ``TaskFailed`` events;
 - timers fire on a clock: ``RealClock`` (wall time) or ``VirtualClock`` (jumps to the next
   timer when nothing else can happen, after an optional ``on_idle`` hook — tests never sleep);
 - **non-determinism is detected**: every replay must schedule the same actions, in the same
   order, with the same inputs, as the history says it did;
 - ``continue_as_new`` restarts the instance with a fresh history;
 - a loopback HTTP server answers the real ``DurableOrchestrationClient`` (start, status,
-  query, terminate), so client functions (blob trigger, HTTP API) run unchanged.
+  query, terminate), so client functions (blob trigger, HTTP API) run unchanged;
+- with a ``store`` (stylebatch/durable_store.py) every instance is **kept in storage** and
+  reloaded on start: interrupted instances resume (activities that were running when the
+  process died run again — at least once, as in Azure), finished ones stay listed;
+- activities run on daemon threads, so a stopped host never keeps the process alive.
 
-    host = DurableHost(function_app.app, clock=VirtualClock())
+    host = DurableHost(worker.load_app(), clock=VirtualClock())
     host.start_background()
     ... call functions through FunctionHost (stylebatch/local_host.py) ...
 """
@@ -23,19 +30,21 @@ extension's part for local runs and tests (ARCHITECTURE.md §5):
 from __future__ import annotations
 
 import asyncio
-import inspect
 import json
 import logging
+import queue
 import threading
 import traceback
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiohttp import web
 from dateutil.parser import isoparse
+
+from stylebatch import worker
+from stylebatch.worker import Datum, WorkerApp
 
 log = logging.getLogger(__name__)
 
@@ -50,16 +59,6 @@ RUNNING_STATES = ("Pending", "Running")
 
 class NonDeterminismError(Exception):
     pass
-
-
-_app_functions: dict[int, list[Any]] = {}
-
-
-def app_functions(app: Any) -> list[Any]:
-    """``app.get_functions()``, once per app: a second call sees every name twice and raises."""
-    if id(app) not in _app_functions:
-        _app_functions[id(app)] = app.get_functions()
-    return _app_functions[id(app)]
 
 
 def _ts(t: datetime) -> str:
@@ -110,32 +109,91 @@ class Instance:
     output: Any = None
     episodes: int = 0
     replayed_events: int = 0  # total events replayed (a measure of replay cost)
+    version: int = 0  # bumps on every saved change; an older snapshot never overwrites a newer
+
+    _SAVED = ("id", "name", "input", "status", "history", "new_events", "generation",
+              "custom_status", "output", "episodes", "replayed_events", "version")
+
+    def to_record(self) -> dict[str, Any]:
+        record = {k: getattr(self, k) for k in self._SAVED}
+        record.update(created=_ts(self.created), updated=_ts(self.updated),
+                      scheduled=[list(s) for s in self.scheduled],
+                      timers={str(k): _ts(v) for k, v in self.timers.items()})
+        return json.loads(json.dumps(record))  # a deep copy, safe to write outside the lock
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Instance:
+        inst = cls(**{k: record[k] for k in cls._SAVED},
+                   created=_aware(isoparse(record["created"])),
+                   updated=_aware(isoparse(record["updated"])))
+        inst.scheduled = [tuple(s) for s in record["scheduled"]]
+        inst.timers = {int(k): _aware(isoparse(v)) for k, v in record["timers"].items()}
+        return inst
+
+    def outstanding_activities(self) -> list[dict[str, Any]]:
+        """TaskScheduled events of this generation whose result has not arrived."""
+        answered = {e.get("TaskScheduledId") for e in self.history + self.new_events
+                    if e["EventType"] in (TASK_COMPLETED, TASK_FAILED)}
+        return [e for e in self.history
+                if e["EventType"] == TASK_SCHEDULED and e["EventId"] not in answered]
+
+
+class _DaemonPool:
+    """Activity workers on daemon threads: a host that stops (Ctrl-C, SIGTERM) abandons
+    running activities instead of waiting for them to give up against stopped storage."""
+
+    def __init__(self, workers: int, prefix: str):
+        self._queue: queue.Queue[tuple | None] = queue.Queue()
+        self._threads = [threading.Thread(target=self._work, daemon=True, name=f"{prefix}-{i}")
+                         for i in range(workers)]
+        for t in self._threads:
+            t.start()
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> None:
+        self._queue.put((fn, args))
+
+    def shutdown(self) -> None:
+        while True:  # drop what has not started
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                break
+        for _ in self._threads:
+            self._queue.put(None)
+
+    def _work(self) -> None:
+        while (item := self._queue.get()) is not None:
+            fn, args = item
+            try:
+                fn(*args)
+            except Exception:  # _run_activity reports its own errors; never lose a worker
+                log.exception("activity worker error")
 
 
 class DurableHost:
     """Orchestration engine + the extension's HTTP API for the Durable client."""
 
-    def __init__(self, app: Any, clock: RealClock | VirtualClock | None = None,
+    def __init__(self, app: WorkerApp, clock: RealClock | VirtualClock | None = None,
                  on_idle: Callable[[float], None] | None = None, activity_workers: int = 4,
-                 task_hub: str = "stylebatch"):
+                 task_hub: str = "stylebatch", store: Any = None):
         self.clock = clock or RealClock()
         self.on_idle = on_idle
         self.task_hub = task_hub
-        self.orchestrators: dict[str, Callable[[str], str]] = {}
-        self.activities: dict[str, tuple[Callable[..., Any], str]] = {}
-        self.functions = app_functions(app)
-        for fn in self.functions:
-            trigger = fn.get_trigger()
-            if trigger.type == "orchestrationTrigger":
-                self.orchestrators[getattr(trigger, "orchestration", None)
-                                   or fn.get_function_name()] = fn.get_user_function()
-            elif trigger.type == "activityTrigger":
-                name = getattr(trigger, "activity", None) or fn.get_function_name()
-                self.activities[name] = (fn.get_user_function(), trigger.name)
+        self.store = store  # a BlobInstanceStore, or None to keep instances in memory only
+        # The extension knows orchestrators and activities by function name (the worker's
+        # index); the conformance test holds the trigger's own name property to it.
+        self.app = app
+        self.orchestrators = {f.name: f for f in app.with_trigger("orchestrationTrigger")}
+        self.activities = {f.name: f for f in app.with_trigger("activityTrigger")}
         self.instances: dict[str, Instance] = {}
         self._cond = threading.Condition()
-        self._pool = ThreadPoolExecutor(activity_workers, thread_name_prefix="activity")
+        self._pool = _DaemonPool(activity_workers, "activity")
         self._stop = threading.Event()
+        self._save_lock = threading.Lock()
+        self._saved_versions: dict[str, int] = {}
+        self.resumed: list[str] = []  # instances found running in the store at start
+        if store is not None:
+            self._load()
         self._thread: threading.Thread | None = None
         self.loop = asyncio.new_event_loop()
         self._loop_thread = threading.Thread(target=self.loop.run_forever, daemon=True,
@@ -158,11 +216,14 @@ class DurableHost:
             inst = Instance(id=instance_id, name=name, input=input_json, created=now, updated=now)
             if old is not None:
                 inst.generation = old.generation + 1
+                inst.version = old.version
             inst.new_events.append({"EventType": EXECUTION_STARTED, "EventId": -1,
                                     "IsPlayed": False, "Timestamp": _ts(now), "Name": name,
                                     "Input": input_json, "Version": ""})
             self.instances[instance_id] = inst
+            record = self._snapshot_locked(inst)
             self._cond.notify_all()
+        self._save(record)  # before answering: an accepted start survives a crash
         return instance_id
 
     def terminate(self, instance_id: str, reason: str) -> bool:
@@ -174,8 +235,10 @@ class DurableHost:
             inst.output = reason
             inst.timers.clear()
             inst.updated = self.clock.now()
+            record = self._snapshot_locked(inst)
             self._cond.notify_all()
-            return True
+        self._save(record)
+        return True
 
     def status_json(self, inst: Instance, show_input: bool = False,
                     show_history: bool = False) -> dict[str, Any]:
@@ -192,10 +255,51 @@ class DurableHost:
     # -- engine ------------------------------------------------------------------------------
 
     def start_background(self) -> DurableHost:
+        with self._cond:  # activities that were running when the last process died run again
+            for inst in self.instances.values():
+                if inst.status not in RUNNING_STATES:
+                    continue
+                for event in inst.outstanding_activities():
+                    inst.in_flight += 1
+                    self._pool.submit(self._run_activity, inst, inst.generation,
+                                      event["EventId"], event["Name"], event.get("Input"))
         self._thread = threading.Thread(target=self._dispatch_forever, daemon=True,
                                         name="durable-dispatcher")
         self._thread.start()
         return self
+
+    # -- storage ---------------------------------------------------------------------------
+
+    def _load(self) -> None:
+        for record in self.store.load_all():
+            try:
+                inst = Instance.from_record(record)
+            except (KeyError, TypeError, ValueError) as exc:
+                log.error("skipping instance record %s: %s", record.get("id"), exc)
+                continue
+            self.instances[inst.id] = inst
+            self._saved_versions[inst.id] = inst.version
+            if inst.status in RUNNING_STATES:
+                self.resumed.append(inst.id)
+        if self.resumed:
+            log.warning("resuming %d interrupted orchestration(s): %s", len(self.resumed),
+                        ", ".join(sorted(self.resumed)))
+
+    def _snapshot_locked(self, inst: Instance) -> dict[str, Any] | None:
+        """The record to save for ``inst`` (call with the lock held), None without a store."""
+        if self.store is None:
+            return None
+        inst.version += 1
+        return inst.to_record()
+
+    def _save(self, record: dict[str, Any] | None) -> None:
+        if record is None or self._stop.is_set():
+            return  # a stopping host leaves the last saved state for the next start to resume
+        with self._save_lock:
+            if record["version"] <= self._saved_versions.get(record["id"], -1):
+                return  # a newer snapshot of this instance was written already
+            self.store.save(record)
+            self._saved_versions[record["id"]] = record["version"]
 
     def stop(self) -> None:
         self._stop.set()
@@ -203,7 +307,7 @@ class DurableHost:
             self._cond.notify_all()
         if self._thread:
             self._thread.join(10)
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._pool.shutdown()
         if self._runner:
             asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self.loop).result(10)
         try:  # the Durable SDK keeps one aiohttp session per process: close it with its loop
@@ -286,10 +390,12 @@ class DurableHost:
         context = {"history": history, "input": inst.input, "instanceId": inst.id,
                    "isReplaying": bool(played), "parentInstanceId": None,
                    "upperSchemaVersion": 1, "upperSchemaVersionNew": 2}
-        handle = self.orchestrators[inst.name]
+        orchestrator = self.orchestrators[inst.name]
         error: str | None = None
         try:
-            state = json.loads(handle(json.dumps(context)))
+            returned = worker.invoke(orchestrator, {orchestrator.trigger["name"]: Datum(
+                json.dumps(context), "string")}, loop=self.loop)
+            state = json.loads(returned.value if returned else "null")
         except Exception as exc:  # the SDK raises with the state embedded after $OutOfProcData$
             message = str(exc)
             head, _, data = message.partition("\n\n$OutOfProcData$:")
@@ -298,29 +404,36 @@ class DurableHost:
         with self._cond:
             if inst.generation != generation or inst.status not in RUNNING_STATES:
                 return  # terminated or restarted while replaying
-            inst.history = history
-            inst.episodes += 1
-            inst.replayed_events += len(history)
-            inst.updated = self.clock.now()
-            if "customStatus" in state:
-                inst.custom_status = state["customStatus"]
-            try:
-                continue_input = self._schedule(inst, _flatten(state.get("actions", [])))
-            except NonDeterminismError as exc:
-                inst.status, inst.output = "Failed", f"non-deterministic orchestrator: {exc}"
-                self._cond.notify_all()
-                return
-            inst.history.append({"EventType": ORCHESTRATOR_COMPLETED, "EventId": -1,
-                                 "IsPlayed": False, "Timestamp": _ts(inst.updated)})
-            if error is not None:
-                inst.status, inst.output = "Failed", error
-                inst.timers.clear()
-            elif continue_input is not None:
-                self._restart(inst, continue_input)
-            elif state.get("isDone"):
-                inst.status, inst.output = "Completed", state.get("output")
-                inst.timers.clear()
+            record = self._apply_episode(inst, history, state, error)
+        self._save(record)
+
+    def _apply_episode(self, inst: Instance, history: list[dict[str, Any]],
+                       state: dict[str, Any], error: str | None) -> dict[str, Any] | None:
+        """Record an episode's outcome (lock held); returns the snapshot to save."""
+        inst.history = history
+        inst.episodes += 1
+        inst.replayed_events += len(history)
+        inst.updated = self.clock.now()
+        if "customStatus" in state:
+            inst.custom_status = state["customStatus"]
+        try:
+            continue_input = self._schedule(inst, _flatten(state.get("actions", [])))
+        except NonDeterminismError as exc:
+            inst.status, inst.output = "Failed", f"non-deterministic orchestrator: {exc}"
             self._cond.notify_all()
+            return self._snapshot_locked(inst)
+        inst.history.append({"EventType": ORCHESTRATOR_COMPLETED, "EventId": -1,
+                             "IsPlayed": False, "Timestamp": _ts(inst.updated)})
+        if error is not None:
+            inst.status, inst.output = "Failed", error
+            inst.timers.clear()
+        elif continue_input is not None:
+            self._restart(inst, continue_input)
+        elif state.get("isDone"):
+            inst.status, inst.output = "Completed", state.get("output")
+            inst.timers.clear()
+        self._cond.notify_all()
+        return self._snapshot_locked(inst)
 
     def _schedule(self, inst: Instance, actions: list[dict[str, Any]]) -> str | None:
         """Check replayed actions against history; schedule the new ones.
@@ -372,22 +485,26 @@ class DurableHost:
     def _run_activity(self, inst: Instance, generation: int, task_id: int, name: str,
                       input_json: str | None) -> None:
         event: dict[str, Any]
+        activity = self.activities.get(name)
         try:
-            fn, arg_name = self.activities[name]
-            payload = json.loads(input_json) if input_json else None
-            result = fn(**{arg_name: payload})
-            if inspect.isawaitable(result):
-                result = asyncio.run_coroutine_threadsafe(_await(result), self.loop).result()
-            event = {"EventType": TASK_COMPLETED, "TaskScheduledId": task_id,
-                     "Result": json.dumps(result)}
-        except KeyError:
-            event = {"EventType": TASK_FAILED, "TaskScheduledId": task_id,
-                     "Reason": f"activity {name!r} does not exist", "Details": ""}
+            if activity is None:
+                event = {"EventType": TASK_FAILED, "TaskScheduledId": task_id,
+                         "Reason": f"activity {name!r} does not exist", "Details": ""}
+            else:
+                # The extension hands the activity its input as JSON text and takes its result
+                # back as JSON text; both conversions are the activity trigger converter's.
+                returned = worker.invoke(activity, {activity.trigger["name"]: Datum(
+                    input_json if input_json is not None else "null", "json")}, loop=self.loop)
+                event = {"EventType": TASK_COMPLETED, "TaskScheduledId": task_id,
+                         "Result": returned.value if returned else "null"}
         except Exception as exc:
-            log.warning("activity %s failed: %s", name, exc)
+            if not self._stop.is_set():  # failures of abandoned activities are noise
+                log.warning("activity %s failed: %s", name, exc)
             event = {"EventType": TASK_FAILED, "TaskScheduledId": task_id,
                      "Reason": f"{type(exc).__name__}: {exc}",
                      "Details": traceback.format_exc(limit=8)}
+        if self._stop.is_set():
+            return  # the host stopped: the saved state still lists this activity as running
         with self._cond:
             if inst.generation != generation:
                 return  # the instance restarted (continue-as-new / replaced); drop it
@@ -438,7 +555,7 @@ class DurableHost:
         instance_id = request.match_info.get("id") or uuid.uuid4().hex
         body = await request.text()
         # The client posts json.dumps(input) as a JSON body, i.e. a JSON string holding the
-        # input's JSON text; the orchestrator's context gets that text (ARCHITECTURE.md §5).
+        # input's JSON text; the orchestrator's context gets that text.
         value = json.loads(body) if body else None
         input_json = value if isinstance(value, str) or value is None else json.dumps(value)
         try:
@@ -486,10 +603,6 @@ class DurableHost:
     def run_async(self, coro: Any, timeout: float | None = 60) -> Any:
         """Run a coroutine on the host's loop (where the client's aiohttp session lives)."""
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-
-async def _await(awaitable: Any) -> Any:
-    return await awaitable
 
 
 def _aware(t: datetime) -> datetime:

@@ -77,8 +77,8 @@ class Harness:
         self.settings = get_settings()
         self.store = get_store(self.settings)
 
-        import function_app
         from shared.batch.local import LocalBatchBackend
+        from stylebatch import worker
         from stylebatch.cli import seed_assets
         from stylebatch.durable_host import DurableHost, VirtualClock
         from stylebatch.local_host import LocalFunctionHost
@@ -87,10 +87,11 @@ class Harness:
         self.backend = LocalBatchBackend.shared(self.settings, self.store)
         # Timers jump on the virtual clock; while only timers are pending we wait (really)
         # until a Batch task changes state, at most a few seconds: no fixed sleeps.
-        self.durable = DurableHost(function_app.app, clock=VirtualClock(),
+        app = worker.load_app()  # the app as the real Python worker indexes and loads it
+        self.durable = DurableHost(app, clock=VirtualClock(),
                                    on_idle=lambda s: self.backend.wait_for_change(min(s, 3.0)))
         self.durable.serve_client_api().start_background()
-        self.functions = LocalFunctionHost(function_app.app, self.durable, self.store)
+        self.functions = LocalFunctionHost(app, self.durable, self.store)
 
     def upload(self, path: Path, name: str | None = None, **metadata: str) -> str:
         name = name or f"{uuid.uuid4().hex[:8]}-{path.name}"

@@ -42,6 +42,11 @@ def samples(tmp_path_factory) -> dict[str, Path]:
     (d / "random.mp4").write_bytes(os.urandom(200_000))
     photo = d / "photo.mp4"
     ffmpeg("-i", str(good), "-frames:v", "1", "-f", "image2", "-c:v", "mjpeg", str(photo))
+    # 64x64 by ffmpeg's own JPEG encoder: small enough that a libav build may read it with the
+    # raw mjpeg demuxer rather than as an image.
+    tiny = d / "tiny_photo.mp4"
+    ffmpeg("-f", "lavfi", "-i", "testsrc=size=64x64", "-frames:v", "1", "-c:v", "mjpeg",
+           "-f", "image2", str(tiny))
     audio = d / "podcast.mp4"
     ffmpeg("-i", str(good), "-vn", "-c:a", "copy", str(audio))
     # A header that lies: the index promises every frame, but the frame data is not there.
@@ -49,7 +54,7 @@ def samples(tmp_path_factory) -> dict[str, Path]:
     data = faststart.read_bytes()
     lying.write_bytes(data[: len(data) // 3])
     out.update({p.name: p for p in (d / "empty.mp4", d / "notes.mp4", d / "random.mp4", photo,
-                                    audio, lying)})
+                                    tiny, audio, lying)})
     return out
 
 
@@ -58,6 +63,7 @@ CASES = [
     ("notes.mp4", "not a video"),
     ("random.mp4", "not a video"),
     ("photo.mp4", "still image"),
+    ("tiny_photo.mp4", "still image (mjpeg, 64x64, one frame"),
     ("podcast.mp4", "no video stream"),
     ("truncated_moov_at_end.mp4", "index (moov box) is missing"),
     ("truncated_faststart.mp4", "truncated"),

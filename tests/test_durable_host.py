@@ -1,14 +1,19 @@
 """The host-less Durable host plays the extension faithfully: replay from the start, JSON
-round-trips, timers on a virtual clock, non-determinism detected, continue-as-new, and the real
-DurableOrchestrationClient talking to it over loopback HTTP."""
+round-trips, timers on a virtual clock, non-determinism detected, continue-as-new, the real
+DurableOrchestrationClient talking to it over loopback HTTP, and instances kept in storage
+(Azurite) across restarts of the host."""
 
 from __future__ import annotations
 
+import threading
+import time
+import uuid
 from datetime import timedelta
 
 import azure.durable_functions as df
 import pytest
 
+from stylebatch import worker
 from stylebatch.durable_host import DurableHost, VirtualClock
 
 app = df.DFApp()
@@ -29,6 +34,25 @@ def explode(x: str) -> str:
 @app.activity_trigger(input_name="payload")
 def echo(payload: dict) -> dict:
     return {"got": payload, "type": type(payload).__name__}
+
+
+gate = threading.Event()
+gate_calls: list[int] = []
+
+
+@app.activity_trigger(input_name="x")
+def gated(x: int) -> int:
+    gate_calls.append(x)
+    gate.wait(60)
+    return x + 1
+
+
+@app.orchestration_trigger(context_name="context")
+def gated_flow(context: df.DurableOrchestrationContext):
+    a = yield context.call_activity("double", context.get_input())
+    b = yield context.call_activity("gated", a)
+    context.set_custom_status({"b": b})
+    return b
 
 
 @app.orchestration_trigger(context_name="context")
@@ -79,7 +103,7 @@ def generations(context: df.DurableOrchestrationContext):
 @pytest.fixture
 def host():
     clock = VirtualClock()
-    h = DurableHost(app, clock=clock).serve_client_api().start_background()
+    h = DurableHost(worker.load_app(__name__), clock=clock).serve_client_api().start_background()
     yield h
     h.stop()
 
@@ -136,7 +160,8 @@ def test_starting_a_running_instance_raises_and_a_finished_one_is_replaced(host:
     from stylebatch.durable_host import RealClock
 
     # On a real clock the orchestrator's hour-long timer keeps the instance running.
-    real = DurableHost(app, clock=RealClock()).serve_client_api().start_background()
+    real = DurableHost(worker.load_app(__name__), clock=RealClock())
+    real.serve_client_api().start_background()
     try:
         client = _client(real)
         real.run_async(client.start_new("summing", "dup-1", {"n": 1}))
@@ -161,3 +186,80 @@ def test_unknown_instance_and_terminate(host: DurableHost):
     host.run_async(client.start_new("summing", "term-1", {"n": 50}))
     host.run_async(client.terminate("term-1", "user asked"))
     assert host.wait_for("term-1", timeout=30).status == "Terminated"
+
+
+@pytest.fixture
+def instance_store(azurite):
+    from stylebatch.durable_store import BlobInstanceStore
+
+    # A task hub of its own: this test sees only its instances.
+    return BlobInstanceStore.from_connection_string(azurite.connection_string,
+                                                    task_hub=f"t{uuid.uuid4().hex[:12]}")
+
+
+def test_a_restarted_host_resumes_interrupted_instances_and_keeps_finished_ones(instance_store):
+    gate.clear()
+    gate_calls.clear()
+    first = DurableHost(worker.load_app(__name__), clock=VirtualClock(), store=instance_store)
+    first.serve_client_api().start_background()
+    client = _client(first)
+    first.run_async(client.start_new("summing", "done-1", {"n": 2}))
+    assert first.wait_for("done-1", timeout=30).status == "Completed"
+    doubles_before = calls["double"]
+    first.run_async(client.start_new("gated_flow", "cut-1", 5))
+    deadline = time.monotonic() + 30
+    while not gate_calls and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert gate_calls == [10]
+    first.stop()  # the process "dies" while the gated activity runs
+
+    second = DurableHost(worker.load_app(__name__), clock=VirtualClock(), store=instance_store)
+    try:
+        assert second.resumed == ["cut-1"]
+        gate.set()
+        second.serve_client_api().start_background()
+        inst = second.wait_for("cut-1", timeout=30)
+        assert inst.status == "Completed" and inst.output == 11
+        assert inst.custom_status == {"b": 11}
+        # The activity that was running when the host died ran again (at least once, as in
+        # Azure); the one whose result was saved did not.
+        assert gate_calls == [10, 10]
+        assert calls["double"] - doubles_before == 1
+        client = _client(second)
+        listed = {s.instance_id: s.runtime_status.value
+                  for s in second.run_async(client.get_status_by())}
+        assert listed == {"done-1": "Completed", "cut-1": "Completed"}
+        done = second.run_async(client.get_status("done-1"))
+        assert done.output["total"] == 2 * (0 + 1)
+    finally:
+        second.stop()
+    # A third start finds nothing to resume.
+    third = DurableHost(worker.load_app(__name__), clock=VirtualClock(), store=instance_store)
+    assert third.resumed == [] and set(third.instances) == {"done-1", "cut-1"}
+    third.stop()
+
+
+def test_terminated_and_replaced_instances_are_saved_too(instance_store):
+    from stylebatch.durable_host import RealClock
+
+    host = DurableHost(worker.load_app(__name__), clock=RealClock(), store=instance_store)
+    host.serve_client_api().start_background()
+    client = _client(host)
+    host.run_async(client.start_new("summing", "t-1", {"n": 1}))  # waits an hour: running
+    with pytest.raises(Exception, match="already exists"):
+        host.run_async(client.start_new("summing", "t-1", {"n": 1}))
+    host.run_async(client.terminate("t-1", "user asked"))
+    assert host.wait_for("t-1", timeout=30).status == "Terminated"
+    host.stop()
+    again = DurableHost(worker.load_app(__name__), clock=VirtualClock(), store=instance_store)
+    try:
+        assert again.resumed == [] and again.instances["t-1"].status == "Terminated"
+        again.serve_client_api().start_background()
+        client = _client(again)
+        again.run_async(client.start_new("summing", "t-1", {"n": 3}))  # replaces it
+        assert again.wait_for("t-1", timeout=30).output["total"] == 6
+    finally:
+        again.stop()
+    last = DurableHost(worker.load_app(__name__), store=instance_store)
+    assert last.instances["t-1"].status == "Completed"
+    last.stop()

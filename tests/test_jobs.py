@@ -51,12 +51,13 @@ def test_style_names_are_restricted(bad: str):
 
 
 def test_output_follows_the_input_container():
-    assert output_names("clips/holiday.MOV", "swirl") == ("holiday.swirl.mov",
-                                                          "holiday.swirl.preview.jpg")
-    assert output_names("a.webm", "s")[0] == "a.s.webm"
-    assert output_names("a.avi", "s")[0] == "a.s.mp4"  # containers we cannot mirror become mp4
+    h = "0123456789abcdef"
+    assert output_names("clips/holiday.MOV", "swirl", h) == (
+        f"clips/holiday.swirl.{h}.mov", f"clips/holiday.swirl.{h}.preview.jpg")
+    assert output_names("a.webm", "s", h)[0] == f"a.s.{h}.webm"
+    assert output_names("a.avi", "s", h)[0] == f"a.s.{h}.mp4"  # containers we cannot mirror: mp4
     req = new_job_request("swirl/a.mkv", "e", "swirl", "fast", "2026-01-01T00:00:00Z")
-    assert req.output == "a.swirl.mkv"
+    assert req.output == f"swirl/a.swirl.{req.job_id.rsplit('-', 1)[1]}.mkv"
 
 
 def test_every_setting_is_documented_in_the_settings_example():

@@ -114,6 +114,36 @@ def test_probe_rejects_non_video(tmp_path, content: bytes, reason: str):
     assert err.value.bad_input
 
 
+@pytest.mark.parametrize("encoder,demuxer", [
+    ("mjpeg", None), ("mjpeg", "mjpeg"), ("mjpeg", "jpeg_pipe"), ("png", None)])
+def test_still_image_renamed_mp4_is_refused_whichever_demuxer_reads_it(
+        tmp_path, monkeypatch, encoder: str, demuxer: str | None):
+    """A 64x64 picture from ffmpeg's own image encoder, renamed .mp4. Another libav build may
+    pick another demuxer for the same bytes (the raw ``mjpeg`` one reads a plain JPEG as a
+    one-frame stream): the decision rests on what the file is, not the demuxer's name."""
+    import av
+
+    photo = tmp_path / "photo.mp4"
+    ffmpeg("-f", "lavfi", "-i", "testsrc=size=64x64", "-frames:v", "1", "-c:v", encoder,
+           "-f", "image2", str(photo))
+    if demuxer:
+        real_open = av.open
+        monkeypatch.setattr(av, "open", lambda f, mode="r", **kw: real_open(
+            f, mode, **({"format": demuxer} if mode == "r" else {}), **kw))
+        with av.open(str(photo)) as c:
+            assert c.format.name == demuxer
+    with pytest.raises(VideoError, match=f"still image \\({encoder}, 64x64, one frame"):
+        probe(str(photo))
+
+
+def test_one_frame_of_motion_jpeg_in_a_real_container_is_still_a_video(tmp_path):
+    clip = tmp_path / "one.mov"
+    ffmpeg("-f", "lavfi", "-i", "testsrc=size=64x64:rate=25", "-frames:v", "1", "-c:v", "mjpeg",
+           str(clip))
+    p = probe(str(clip))
+    assert p.frames == 1 and p.codec == "mjpeg"
+
+
 def test_chunk_dataclass_round_trips():
     c = Chunk(3, 96, 48)
     assert Chunk(**c.to_json()) == c

@@ -40,7 +40,9 @@ if [ "$have_python" = "0" ] && [ ! -x "$root/bin/uv" ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -q && apt-get install -y -q python3-pip
   fi
-  python3 -m pip install --quiet --no-cache-dir --target "$root/uv-pkg" uv
+  # Pinned like every dependency (scoring/requirements.txt pins the venv's packages exactly);
+  # uv's version also fixes the Python build it fetches. Upgrades are deliberate.
+  python3 -m pip install --quiet --no-cache-dir --target "$root/uv-pkg" uv==0.13.8
   ln -sf "$root/uv-pkg/bin/uv" "$root/bin/uv"
   chmod -R a+rX "$root/uv-pkg"
 fi

@@ -1,5 +1,5 @@
 // The stylebatch data storage account. One account holds:
-//   - the app's data containers (ARCHITECTURE.md §3): incoming, styles, models, work, outgoing
+//   - the app's data containers : incoming, styles, models, work, outgoing
 //   - the Functions host storage (AzureWebJobsStorage: Durable task hub queues/tables, leases)
 //   - the Flex Consumption deployment container the platform reads the app package from
 // Security by default: no shared keys (Entra ID only), TLS 1.2, no anonymous blob access, HTTPS only.
@@ -31,7 +31,7 @@ param softDeleteRetentionDays int = 7
 @description('Log Analytics workspace for blob write/delete audit logs; empty to skip.')
 param logAnalyticsId string = ''
 
-// ARCHITECTURE.md §3 (contract): the containers the app uses.
+// The containers the app uses (the contract in docs/architecture.md).
 var dataContainers = [
   'incoming'
   'styles'

@@ -21,7 +21,10 @@ docs/azure-batch.md. Uses ``azure-batch`` 15.x (``BatchClient``, REST api-versio
   counts allow it; failed tasks carry their exit code, a readable reason (the task's own JSON
   error line from its stderr blob, else Batch's failure info) and the log's blob name;
   running tasks report frames done from their ``stdout.txt`` on the node;
-- **cancel** terminates the Batch job, **delete** deletes it.
+- **cancel** terminates the Batch job, ``wait_stopped`` waits until its tasks have ended (and
+  uploaded what they upload on the way out), **delete** deletes it; a later run of the same job
+  id (a restart after cancel or failure) finds a terminated or deleting job of that id, waits
+  for it to go and creates a fresh one, so its tasks can be added.
 
     python -c "from shared.batch.azure import AzureBatchBackend; help(AzureBatchBackend)"
 """
@@ -33,6 +36,7 @@ import logging
 import math
 import re
 import threading
+import time
 import urllib.parse
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -64,6 +68,10 @@ _SELECT = ["id", "state", "executionInfo", "outputFiles", "constraints"]
 _SAFE_WORD = re.compile(r"^[A-Za-z0-9_./:=,+@%^-]+$")
 _STDERR_TAIL_BYTES = 16 * 1024
 BATCH_SCOPE = "https://batch.core.windows.net//.default"
+_POLL_S = 1.0  # between looks at a job that is terminating or being deleted
+# How long a submit waits for the Batch job of an earlier run to be deleted; an activity may
+# wait this long (the orchestrator retries the submit if it was not enough).
+_REPLACE_WAIT_S = 120.0
 
 
 class BatchSubmitError(RuntimeError):
@@ -179,20 +187,31 @@ class AzureBatchBackend:
                 max_task_retry_count=0),
             metadata=[m.BatchMetadataItem(name="app", value="stylebatch")],
         )
-        try:
-            self.client.create_job(job)
-            return
-        except HttpResponseError as exc:
-            if _code(exc) != "JobExists":
-                if _code(exc) == "JobBeingDeleted":
-                    raise BatchSubmitError(f"Batch job {job_id} is being deleted; "
-                                           "resubmit once it is gone") from exc
-                raise
-        existing = self.client.get_job(job_id, select=["id", "state", "poolInfo"])
-        state = getattr(existing.state, "value", existing.state)  # the enum's REST name
+        for _attempt in range(3):
+            try:
+                self.client.create_job(job)
+                return
+            except HttpResponseError as exc:
+                if _code(exc) not in ("JobExists", "JobBeingDeleted"):
+                    raise
+            try:
+                existing = self.client.get_job(job_id, select=["id", "state", "poolInfo"])
+            except ResourceNotFoundError:
+                continue  # deleted meanwhile: create it now
+            state = getattr(existing.state, "value", existing.state)  # the enum's REST name
+            if state not in ("terminating", "completed", "deleting"):
+                break
+            # A job of a run that ended (cancelled, failed, timed out): a new run of the same
+            # job id replaces it, since a terminated Batch job takes no more tasks.
+            log.info("Batch job %s is %s; replacing it", job_id, state)
+            self.delete(job_id)
+            if not self._wait_gone(job_id, _REPLACE_WAIT_S):
+                break
+        else:
+            raise BatchSubmitError(f"Batch job {job_id} could not be created")
         if state in ("terminating", "completed", "deleting"):
-            raise BatchSubmitError(f"Batch job {job_id} is {state} (cancelled or timed out); "
-                                   "no tasks can be added")
+            raise BatchSubmitError(f"Batch job {job_id} is still {state} from an earlier run; "
+                                   "resubmit once it is gone")
         pool = existing.pool_info.pool_id if existing.pool_info else None
         if pool != s.batch_pool_id:
             log.warning("Batch job %s runs on pool %s, not %s (BATCH_POOL_ID changed?)",
@@ -436,6 +455,34 @@ class AzureBatchBackend:
             # Already terminating, completed or being deleted: nothing left to stop.
             if exc.status_code != 409:
                 raise
+
+    def wait_stopped(self, job_id: str, timeout: float) -> bool:
+        """After ``cancel``: wait until the job has no running task (Batch moves a terminated
+        job to ``completed`` once its tasks have ended and uploaded their output files)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                job = self.client.get_job(job_id, select=["id", "state"])
+            except ResourceNotFoundError:
+                return True
+            if getattr(job.state, "value", job.state) == "completed":
+                return True
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            time.sleep(min(left, _POLL_S))
+
+    def _wait_gone(self, job_id: str, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.client.get_job(job_id, select=["id", "state"])
+            except ResourceNotFoundError:
+                return True
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            time.sleep(min(left, _POLL_S))
 
     def delete(self, job_id: str) -> None:
         """Delete the Batch job and its tasks (the service finishes it in the background)."""

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
-# Exit codes of the chunk task contract (ARCHITECTURE.md §3).
+# Exit codes of the chunk task contract (docs/architecture.md).
 EXIT_OK = 0
 EXIT_BAD_INPUT = 2  # do not retry: the same input will fail the same way
 
@@ -72,6 +72,7 @@ class TaskState:
     log: str | None = None  # blob name (in `work`) of the task's stderr, when known
     frames_done: int = 0  # partial progress of a running task, when the backend can see it
     retries: int = 0  # retries the backend has made itself
+    retry_error: str | None = None  # why the last of those retries was needed
 
     @property
     def bad_input(self) -> bool:
@@ -92,6 +93,10 @@ class BatchBackend(Protocol):
 
     def cancel(self, job_id: str) -> None:
         """Stop the job: running tasks are killed, pending ones never start."""
+
+    def wait_stopped(self, job_id: str, timeout: float) -> bool:
+        """After ``cancel``: wait until no task of the job runs or uploads any more; False
+        when ``timeout`` seconds were not enough."""
 
     def delete(self, job_id: str) -> None:
         """Forget the job and its tasks (after cancel or completion)."""

@@ -7,7 +7,10 @@ a Batch node runs (``python -m scoring …``), with ``python`` meaning this inte
 
 ``LOCAL_BATCH_SLOTS`` tasks run at once. State lives in memory in this process (the local
 host runs the Function app in-process), so ``LocalBatchBackend.shared`` returns one instance
-per storage account.
+per storage account. Like a pool whose nodes were all lost, it forgets its tasks when the
+process ends; the orchestrator submits tasks the backend does not know again. Tasks die with
+the process (``shared.procs.die_with_parent``) and their folders live in one private temporary
+folder, removed on shutdown or, after a crash, by the next backend created on this machine.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import logging
 import os
 import queue
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -29,6 +33,7 @@ from pathlib import Path
 from azure.storage.blob import BlobClient
 
 from shared.batch.base import EXIT_BAD_INPUT, TaskSpec, TaskState
+from shared.procs import die_with_parent, private_tempdir
 from shared.settings import Settings
 from shared.storage import BlobStore
 
@@ -68,7 +73,7 @@ class LocalBatchBackend:
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._workers: list[threading.Thread] = []
-        self._root = Path(tempfile.mkdtemp(prefix="stylebatch-nodes-"))
+        self._root = Path(private_tempdir("stylebatch-nodes"))
 
     @classmethod
     def shared(cls, settings: Settings, store: BlobStore) -> LocalBatchBackend:
@@ -107,9 +112,22 @@ class LocalBatchBackend:
             with t.lock:
                 t.cancelled = True
                 if t.proc and t.proc.poll() is None:
-                    t.proc.kill()
+                    _kill_group(t.proc)
                 if t.state.state == "pending":
                     self._finish(t, "failed", error="cancelled: the job was terminated")
+
+    def wait_stopped(self, job_id: str, timeout: float) -> bool:
+        """Wait until no task of the job runs (after ``cancel``): nothing of it writes to
+        storage any more. False when ``timeout`` seconds were not enough."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while any(t.state.state in ("pending", "running")
+                      for t in self._jobs.get(job_id, {}).values()):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._changed.wait(min(left, 0.5))
+        return True
 
     def delete(self, job_id: str) -> None:
         self.cancel(job_id)
@@ -197,15 +215,18 @@ class LocalBatchBackend:
                         or task.attempts_left <= 0 or error == "timeout":
                     break
                 task.attempts_left -= 1
+                reason = self._reason(task_dir, code, error)
                 with self._lock:
                     task.state.retries += 1
+                    task.state.retry_error = reason
                     self._changed.notify_all()
-            # 3. Output files, by SAS URL.
-            upload_error = self._upload_outputs(task, task_dir, wd, success=code == 0)
-            if task.cancelled:
+            if task.cancelled:  # nothing of a cancelled job may land in storage any more
                 self._finish(task, "failed", exit_code=code, error="cancelled: the job was "
                              "terminated")
-            elif code == 0 and upload_error is None:
+                return
+            # 3. Output files, by SAS URL.
+            upload_error = self._upload_outputs(task, task_dir, wd, success=code == 0)
+            if code == 0 and upload_error is None:
                 self._finish(task, "succeeded", exit_code=0)
             elif code == 0:
                 self._finish(task, "failed", exit_code=0, error=upload_error)
@@ -228,8 +249,11 @@ class LocalBatchBackend:
                 return None, "cancelled"
             stdout = open(task_dir / "stdout.txt", "ab")  # noqa: SIM115 - closed below
             stderr = open(task_dir / "stderr.txt", "ab")  # noqa: SIM115
+            # Its own process group (cancel kills the task's ffmpeg too), dying with this
+            # process (this worker thread lives as long as the pool).
             task.proc = subprocess.Popen(argv, cwd=wd, env=env, stdout=stdout, stderr=stderr,
-                                         stdin=subprocess.DEVNULL, start_new_session=True)
+                                         stdin=subprocess.DEVNULL, start_new_session=True,
+                                         preexec_fn=die_with_parent())
             task.started = time.monotonic()
         try:
             offset = 0
@@ -241,7 +265,7 @@ class LocalBatchBackend:
                     pass
                 offset = self._read_progress(task, task_dir / "stdout.txt", offset)
                 if time.monotonic() - task.started > spec.max_wall_s:
-                    task.proc.kill()
+                    _kill_group(task.proc)
                     task.proc.wait()
                     return None, "timeout"
             self._read_progress(task, task_dir / "stdout.txt", offset)
@@ -315,3 +339,11 @@ class LocalBatchBackend:
                 return str(event.get("reason"))
         tail = " | ".join(lines[-3:]) if lines else "no output"
         return f"exit code {code}: {tail}"
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    """Kill a task and whatever it started (it leads its own process group)."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        proc.kill()

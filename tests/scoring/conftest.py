@@ -39,6 +39,39 @@ def make_clip(out: Path, width: int, height: int, frames: int, start: int = 20,
     return out
 
 
+def palette_overlap(frames: list, image: Path, bins: int = 8) -> float:
+    """How much of the colour palette of ``frames`` the picture ``image`` shares (histogram
+    intersection over ``bins``^3 RGB cells, 0 = none, 1 = the same palette). A restyled video
+    takes on its style's colours: a viewer sees it at once, whatever the CPU's rounding."""
+    import numpy as np
+    from PIL import Image
+
+    def hist(pixels: list) -> np.ndarray:
+        h = np.zeros((bins,) * 3)
+        for f in pixels:
+            q = np.asarray(f).reshape(-1, 3).astype(int) * bins // 256
+            np.add.at(h, (q[:, 0], q[:, 1], q[:, 2]), 1)
+        return h / h.sum()
+
+    height, width = np.asarray(frames[0]).shape[:2]  # compared at the video's scale
+    style = np.asarray(Image.open(image).convert("RGB").resize((width, height), Image.LANCZOS))
+    return float(np.minimum(hist(frames), hist([style])).sum())
+
+
+def mean_change(a: list, b: list) -> float:
+    """Mean absolute difference per pixel and channel (0–255) between two frame lists."""
+    import numpy as np
+
+    return float(np.mean([np.abs(x.astype(float) - y.astype(float)).mean() for x, y in zip(a, b)]))
+
+
+def reencoded(clip: Path, out: Path) -> Path:
+    """``clip`` through a plain H.264 re-encode (crf 18): the change a copy would show."""
+    subprocess.run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-i", str(clip),
+                    "-c:v", "libx264", "-crf", "18", "-preset", "veryfast", str(out)], check=True)
+    return out
+
+
 def run_scoring(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     import os
 

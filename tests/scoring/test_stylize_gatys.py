@@ -6,12 +6,18 @@ import json
 from fractions import Fraction
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from scoring.flicker import read_frames
 from shared.video import frame_timestamps
-from tests.scoring.conftest import STYLE, make_clip, run_scoring
+from tests.scoring.conftest import (
+    STYLE,
+    make_clip,
+    mean_change,
+    palette_overlap,
+    reencoded,
+    run_scoring,
+)
 
 FAST_GATYS = ["--model", "gatys", "--steps", "8", "--warm-steps", "2", "--max-side", "96"]
 
@@ -37,9 +43,17 @@ def test_gatys_chunk_keeps_frames_timestamps_and_size(small_clip: Path, tmp_path
     assert _times(out) == _times(small_clip)
     src, dst = read_frames(small_clip, 0), read_frames(out, 0)
     assert len(dst) == 12 and dst[0].shape == src[0].shape == (90, 160, 3)
-    # clearly restyled, not a copy
-    diff = np.mean([np.abs(a.astype(float) - b.astype(float)).mean() for a, b in zip(src, dst)])
-    assert diff > 20, diff
+    # Clearly restyled, not a copy, with margins that hold on any CPU (8 L-BFGS steps land a
+    # little differently on each: a mean change of 22.8 here, 18.6 on an AMD EPYC):
+    # - it changed at least 3x what a plain re-encode changes (3.4 here: threshold ~10);
+    # - it took on the style's colours: its palette shares clearly more with the style image
+    #   than the source's does (0.25 -> 0.52 here, x2.1; asked: x1.4).
+    copy = read_frames(reencoded(small_clip, tmp_path / "copy.mkv"), 0)
+    change, copy_change = mean_change(src, dst), mean_change(src, copy)
+    assert change > 3 * copy_change, (change, copy_change)
+    before, after = palette_overlap(src, STYLE), palette_overlap(dst, STYLE)
+    assert after > 1.4 * before, (before, after)
+    (tmp_path / "copy.mkv").unlink()
     assert not list(tmp_path.glob(".*")), "temp files left behind"
 
 
