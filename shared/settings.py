@@ -52,6 +52,10 @@ class Settings:
     gatys_steps: int = 40  # L-BFGS evaluations for the first frame of a chunk
     gatys_warm_steps: int = 6  # ... and for each following frame (warm start from the previous one)
     train_steps: int = 400  # fast-model training steps when a style has no model yet
+    # Seams and flicker: a chunk task first scores this many of the previous chunk's last frames
+    # and drops them (0 = chunks start cold); the temporal stage steadies every model's output.
+    lead_in_frames: int = 8
+    temporal_stage: bool = True
     output_codec: str = "libx264"
     output_crf: int = 18
     output_preset: str = "medium"
