@@ -1,15 +1,17 @@
 # stylebatch — the two front-door commands and their helpers.
 #   make demo   restyle the bundled bigbuckbunny clip end to end on this machine
-#   make test   lint + the whole test suite (installs what it needs first)
+#   make test   lint + scanners (checkov on infra/, bandit on the app) + the whole test suite
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+SCAN_VENV := .venv-scan
+SCAN_STAMP := $(SCAN_VENV)/.installed
 DEMO_STYLE ?= swirl
 DEMO_MODEL ?= gatys
 PYTEST_ARGS ?=
 
-.PHONY: setup test lint demo serve bench clean constraints
+.PHONY: setup test lint scan demo serve bench clean constraints
 
 setup: $(STAMP) node_modules/.bin/azurite-blob
 
@@ -29,7 +31,17 @@ node_modules/.bin/azurite-blob: package.json package-lock.json
 lint: setup
 	$(BIN)/ruff check .
 
-test: setup lint
+# checkov (both values of vnetEnabled) and bandit; prints the counts, fails on any unskipped
+# failed check or a medium/high bandit finding (tests/infra/iac_scan.py).
+$(SCAN_STAMP): requirements-scan.txt constraints-scan.txt
+	test -x $(SCAN_VENV)/bin/python || $(PYTHON) -m venv $(SCAN_VENV)
+	$(SCAN_VENV)/bin/python -m pip install -q -c constraints-scan.txt -r requirements-scan.txt
+	touch $@
+
+scan: setup $(SCAN_STAMP)
+	$(BIN)/python -m tests.infra.iac_scan --checkov $(SCAN_VENV)/bin/checkov --bandit $(SCAN_VENV)/bin/bandit
+
+test: setup lint scan
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 # The whole 720p clip (132 frames, 5.1 audio) through the real pipeline on this machine.

@@ -8,6 +8,9 @@ import azure.durable_functions as df
 import azure.functions as func
 
 from functions import activities, api, orchestrator, trigger, web
+from shared.redact import install_log_redaction
+
+install_log_redaction()  # no SAS, key or token in any log record of this process
 
 app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
 for blueprint in (trigger.bp, orchestrator.bp, activities.bp, api.bp, web.bp):

@@ -7,9 +7,12 @@
 # It measures, for the default style's fast model:
 #   1. 1080p frames/s, model only (batched, bf16 autocast, channels_last, torch.compile;
 #      goal >= 300), and end to end through the chunk task with NVENC (--codec auto; goal >= 150);
-#   2. a full-quality training run of the default style (256 px crops, several thousand steps)
-#      whose weights would replace the CPU-trained assets/models/swirl.pt: written to
-#      OUT_DIR/swirl.pt (copy it over by hand after looking at OUT_DIR/preview_*.png).
+#   2. a full-quality training run of the default style (256 px crops, batch 8, 8000 steps, from
+#      scratch, the recipe's defaults in scoring/train.py) whose weights would replace the
+#      CPU-trained assets/models/swirl.pt: written to OUT_DIR/swirl.pt;
+#   3. that model against gatys on the same frames: content loss (VGG relu4_2) and style loss
+#      (Gram), flicker along the source's motion, and previews. Copy OUT_DIR/swirl.pt over
+#      assets/models/swirl.pt by hand only if it wins and OUT_DIR/preview_*.png look right.
 # Results: OUT_DIR/bench_1080p.json, OUT_DIR/train_log.jsonl, OUT_DIR/summary.txt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,7 +32,7 @@ if [ "${GPU_CHECK_SMOKE:-0}" = "1" ]; then
   TIMEOUT=600
 else
   DEVICE=cuda; SIZE=1920x1080; FRAMES=480; BATCH=16; COMPILE="--compile"; CODEC=auto; PRESET=p4
-  TRAIN_ARGS=(--steps 6000 --image-size 256 --batch-size 8 --frame-side 640 --max-frames 300
+  TRAIN_ARGS=(--steps 8000 --image-size 256 --batch-size 8 --frame-side 320 --max-frames 300
               --log-every 50 --checkpoint-every 500)
   TIMEOUT=1500
   "$PY" -c "import torch; assert torch.cuda.is_available(), 'no CUDA device'; print(torch.cuda.get_device_name())" | tee -a "$SUMMARY"
@@ -56,7 +59,7 @@ timeout "$TIMEOUT" "$PY" -m scoring train --style assets/styles/swirl.jpg \
   > "$OUT_DIR/train_log.jsonl" || say "training stopped early (rc=$?): rerun to resume"
 tail -n 2 "$OUT_DIR/train_log.jsonl" | tee -a "$SUMMARY"
 
-# 3. previews and flicker of the new model on a real clip (what a person would look at).
+# 3. the new model against gatys on the same frames (what a person would look at).
 "$PY" - "$OUT_DIR" "$DEVICE" "$DATA/bigbuckbunny.mp4" <<'EOF' | tee -a "$SUMMARY"
 import sys
 from pathlib import Path
@@ -64,17 +67,31 @@ import numpy as np
 import torch
 from PIL import Image
 from scoring.flicker import read_frames, warping_error
-from scoring.images import to_frames, to_tensor
+from scoring.gatys import GatysConfig, GatysStylizer
+from scoring.images import load_image, to_frames, to_tensor
+from scoring.quality import quality
+from scoring.temporal import TemporalConfig, TemporalStage
 from scoring.transformer_net import load_model
 out, device, clip = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
 if not (out / "swirl.pt").exists():
     sys.exit("no trained model")
-net = load_model(out / "swirl.pt", device)
-src = read_frames(clip, 640, max_frames=24)
-with torch.inference_mode():
-    res = [to_frames(net(to_tensor(f, device)))[0] for f in src]
-for i in (0, 12):
-    Image.fromarray(np.concatenate([src[i], res[i]], axis=1)).save(out / f"preview_{i}.png")
-print(f"new model flicker {warping_error(res, flow_frames=src):.3f} (source {warping_error(src):.3f})")
+style = load_image("assets/styles/swirl.jpg")
+src = read_frames(clip, 320, max_frames=24)
+picks = src[::6]
+for name, path in (("new", out / "swirl.pt"), ("bundled", Path("assets/models/swirl.pt"))):
+    net, stage = load_model(path, device), TemporalStage(TemporalConfig())
+    with torch.inference_mode():
+        res = [to_frames(stage(x, net(x)))[0] for x in (to_tensor(f, device) for f in src)]
+    q = quality(res[::6], picks, style)
+    print(f"{name} model: content {q['content']:.3f} style {q['style']:.4f} flicker "
+          f"{warping_error(res, flow_frames=src):.3f} (source {warping_error(src):.3f})")
+    if name == "new":
+        for i in (0, 12):
+            Image.fromarray(np.concatenate([src[i], res[i]], axis=1)).save(out / f"preview_{i}.png")
+g = GatysStylizer(style, GatysConfig(), device)
+gat = [to_frames(g(to_tensor(f, device)))[0] for f in picks]
+q = quality(gat, picks, style)
+print(f"gatys: content {q['content']:.3f} style {q['style']:.4f} "
+      "(goal: fast content <= 1.5x gatys', style <= 2x)")
 EOF
 say "done: $OUT_DIR"

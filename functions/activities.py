@@ -1,7 +1,8 @@
 """Activities of `video_pipeline`: thin wrappers over ``shared.pipeline``.
 
 Each takes ``{"request": <JobRequest JSON>, ...}`` and returns a small JSON value. The work
-(and its tests) lives in ``shared/pipeline.py``; this file only binds it to Durable.
+(and its tests) lives in ``shared/pipeline.py``; this file only binds it to Durable. What an
+activity raises is redacted first (``shared.redact``): it lands in the orchestration history.
 
 Payloads travel as JSON text; the activity trigger's converter hands each activity the decoded
 JSON object and encodes what it returns. Their annotation is the plain ``dict``: the Python
@@ -18,6 +19,7 @@ import azure.durable_functions as df
 
 from shared import pipeline, telemetry
 from shared.jobs import JobRequest
+from shared.redact import redact_errors
 from shared.settings import get_settings
 
 bp = df.Blueprint()
@@ -41,22 +43,26 @@ def _traced(activity: str, payload: Payload, run) -> Payload:
 
 
 @bp.activity_trigger(input_name="payload", activity="probe")
+@redact_errors
 def probe(payload: Payload) -> Payload:
     return _traced("probe", payload, lambda r: pipeline.probe_job(_ctx(), r))
 
 
 @bp.activity_trigger(input_name="payload", activity="split")
+@redact_errors
 def split(payload: Payload) -> Payload:
     return _traced("split", payload, lambda r: pipeline.split_job(_ctx(), r))
 
 
 @bp.activity_trigger(input_name="payload", activity="model_exists")
+@redact_errors
 def model_exists(payload: Payload) -> Payload:
     return _traced("model_exists", payload,
                    lambda r: {"exists": pipeline.model_exists(_ctx(), r.style)})
 
 
 @bp.activity_trigger(input_name="payload", activity="submit")
+@redact_errors
 def submit(payload: Payload) -> Payload:
     return _traced("submit", payload, lambda r: pipeline.submit_job(
         _ctx(), r, payload["attempts"], payload["style_blob"],
@@ -64,17 +70,20 @@ def submit(payload: Payload) -> Payload:
 
 
 @bp.activity_trigger(input_name="payload", activity="progress")
+@redact_errors
 def progress(payload: Payload) -> Payload:
     return _traced("progress", payload, lambda r: pipeline.progress_job(
         _ctx(), r, payload["attempts"], int(payload.get("train_attempt", 0))))
 
 
 @bp.activity_trigger(input_name="payload", activity="stitch")
+@redact_errors
 def stitch(payload: Payload) -> Payload:
     return _traced("stitch", payload, lambda r: pipeline.stitch_job(_ctx(), r))
 
 
 @bp.activity_trigger(input_name="payload", activity="cleanup")
+@redact_errors
 def cleanup(payload: Payload) -> Payload:
     req, ctx = _req(payload), _ctx()
     with telemetry.activity_span(req.job_id, "cleanup", "cleanup"):

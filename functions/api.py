@@ -5,6 +5,9 @@
     POST   /api/jobs        {"blob": "clip.mp4", "style": "mosaic", "model": "gatys"} → 202
     DELETE /api/jobs/{id}   cancel: terminates the orchestration and the Batch job → 202
 
+Every call has a caller (Entra ID sign-in in Azure, a fixed local identity locally; 401
+without one); a caller sees and cancels only its own jobs, admins all (functions/access.py).
+
 Every handler is ``async def`` (the Durable client binding awaits it) and runs on the worker's
 one event loop: the Durable client's calls are asynchronous, and every blocking call (storage,
 Batch) goes to a thread with ``asyncio.to_thread`` so that one request never stalls the others.
@@ -17,14 +20,16 @@ completed from the runtime status when the orchestration ended without saying so
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import azure.durable_functions as df
 import azure.functions as func
 
+from functions.access import Caller, NotSignedIn, active_jobs, caller_of, visible_jobs
 from functions.starter import build_request, start_job
 from shared import pipeline, telemetry
 from shared.jobs import (
@@ -35,10 +40,12 @@ from shared.jobs import (
     validate_blob_name,
     validate_job_id,
 )
+from shared.redact import redact
 from shared.settings import get_settings
 from shared.storage import get_store
 
-bp = df.Blueprint(http_auth_level=func.AuthLevel.FUNCTION)
+# App Service authentication (Entra ID) guards the routes; no function key on top.
+bp = df.Blueprint(http_auth_level=func.AuthLevel.ANONYMOUS)
 Client = df.DurableOrchestrationClient
 log = logging.getLogger(__name__)
 
@@ -61,6 +68,14 @@ def _route_job_id(req: func.HttpRequest) -> tuple[str, func.HttpResponse | None]
         return validate_job_id(job_id), None
     except InvalidName as exc:
         return job_id, _error(400, str(exc))
+
+
+def _caller(req: func.HttpRequest) -> tuple[Caller, func.HttpResponse | None]:
+    """Who is calling, or a 401 response (functions/access.py)."""
+    try:
+        return caller_of(req, get_settings()), None
+    except NotSignedIn as exc:
+        return Caller(""), _error(401, str(exc))
 
 
 def status_from_orchestration(status: df.DurableOrchestrationStatus) -> dict[str, Any] | None:
@@ -87,7 +102,7 @@ def status_from_orchestration(status: df.DurableOrchestrationStatus) -> dict[str
         custom["eta_seconds"] = None
     elif runtime == "Failed" and custom["state"] != "failed":
         custom["state"] = "failed"
-        custom["error"] = custom.get("error") or f"internal error: {status.output}"
+        custom["error"] = custom.get("error") or f"internal error: {redact(status.output)}"
         custom["eta_seconds"] = None
     if runtime in _TERMINAL_RUNTIME and isinstance(custom.get("chunks"), dict):
         custom["chunks"] = {**custom["chunks"], "running": 0}  # an ended job runs nothing
@@ -100,9 +115,12 @@ async def get_job(req: func.HttpRequest, client: Client) -> func.HttpResponse:
     job_id, invalid = _route_job_id(req)
     if invalid:
         return invalid
+    caller, denied = _caller(req)
+    if denied:
+        return denied
     status = await client.get_status(job_id, show_input=True)
     body = status_from_orchestration(status) if status else None
-    if body is None:
+    if body is None or not caller.may_see(body.get("caller")):
         return _error(404, f"no job with id {job_id}")
     return _json(body)
 
@@ -110,15 +128,15 @@ async def get_job(req: func.HttpRequest, client: Client) -> func.HttpResponse:
 @bp.route(route="jobs", methods=["GET"])
 @bp.durable_client_input(client_name="client")
 async def list_jobs(req: func.HttpRequest, client: Client) -> func.HttpResponse:
+    caller, denied = _caller(req)
+    if denied:
+        return denied
     try:
         limit = max(1, min(500, int(req.params.get("limit", "50"))))
     except ValueError:
         return _error(400, "limit must be a number")
-    since = datetime.now(UTC) - timedelta(days=30)
-    statuses = await client.get_status_by(created_time_from=since)
-    jobs = [s for s in (status_from_orchestration(st) for st in statuses) if s]
-    jobs.sort(key=lambda j: j.get("created", ""), reverse=True)
-    return _json({"jobs": jobs[:limit]})
+    jobs = await visible_jobs(client, caller, limit, status_from_orchestration)
+    return _json({"jobs": jobs})
 
 
 @bp.route(route="jobs", methods=["POST"])
@@ -132,6 +150,9 @@ async def create_job(req: func.HttpRequest, client: Client) -> func.HttpResponse
     if not isinstance(body, dict) or not isinstance(body.get("blob"), str):
         return _error(400, "\"blob\" (a name in the incoming container) is required")
     settings = get_settings()
+    caller, denied = _caller(req)
+    if denied:
+        return denied
     name = body["blob"].removeprefix(INCOMING + "/")
     try:
         validate_blob_name(name)
@@ -143,11 +164,19 @@ async def create_job(req: func.HttpRequest, client: Client) -> func.HttpResponse
         info = await asyncio.to_thread(get_store(settings).info, INCOMING, name)
         if info is None:
             return _error(404, f"no blob {INCOMING}/{name}")
-        job = build_request(name, info.etag, info.metadata, settings, style, model)
+        # An ordinary caller's job is its own (its id keyed by the caller too); an admin acts on
+        # the job an upload of the blob starts (restarting it when it failed or was cancelled).
+        job = build_request(name, info.etag, info.metadata, settings, style, model,
+                            caller="" if caller.admin else caller.id)
+        job = dataclasses.replace(job, caller=caller.id)
         if job.options.get("reject"):
             raise InvalidName(job.options["reject"])
     except InvalidName as exc:
         return _error(400, str(exc))
+    running = await active_jobs(client, caller, status_from_orchestration) - {job.job_id}
+    if len(running) >= settings.max_active_jobs_per_caller:
+        return _error(429, f"you have {len(running)} unfinished jobs, the most allowed "
+                           f"(MAX_ACTIVE_JOBS_PER_CALLER); wait for one to end or cancel one")
     job_id, started = await start_job(client, job, settings, restart_failed=True)
     location = f"/api/jobs/{job_id}"
     return _json({"id": job_id, "started": started, "status": location}, 202,
@@ -160,10 +189,16 @@ async def cancel_job(req: func.HttpRequest, client: Client) -> func.HttpResponse
     job_id, invalid = _route_job_id(req)
     if invalid:
         return invalid
-    status = await client.get_status(job_id)
+    caller, denied = _caller(req)
+    if denied:
+        return denied
+    status = await client.get_status(job_id, show_input=True)
     runtime = status.runtime_status.value if status and status.runtime_status else None
-    if runtime is None:
+    body = status_from_orchestration(status) if runtime else None
+    if runtime is None or body is None or not caller.may_see(body.get("caller")):
         return _error(404, f"no job with id {job_id}")
+    if not caller.may_manage(body.get("caller")):
+        return _error(403, f"job {job_id} is not yours to cancel")
     if runtime in _TERMINAL_RUNTIME:
         return _error(409, f"job {job_id} has already ended ({runtime.lower()})")
     with telemetry.job_span(job_id, "cancel"):

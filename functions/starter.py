@@ -44,17 +44,18 @@ def resolve_style(blob_name: str, metadata: dict[str, str], settings: Settings,
 
 def build_request(blob_name: str, etag: str, metadata: dict[str, str], settings: Settings,
                   style: str | None = None, model: str | None = None,
-                  options: dict[str, Any] | None = None) -> JobRequest:
+                  options: dict[str, Any] | None = None, caller: str = "") -> JobRequest:
     """The job for one blob version. A name, style or model that cannot be used still makes a
     job — refused at the door, it fails at once with the reason (``JobRequest.rejected``), so
     the user sees why nothing happens."""
     created = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     try:
         chosen_style, chosen_model = resolve_style(blob_name, metadata, settings, style, model)
-        return new_job_request(blob_name, etag, chosen_style, chosen_model, created, options)
+        return new_job_request(blob_name, etag, chosen_style, chosen_model, created, options,
+                               caller)
     except InvalidName as exc:
         return rejected_request(blob_name, etag, settings.default_model, created, str(exc),
-                                options)
+                                options, caller)
 
 
 async def start_job(client: df.DurableOrchestrationClient, req: JobRequest,

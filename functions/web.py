@@ -8,11 +8,12 @@
                                 style image, `styles/<name>.<ext>`
     GET  /api/jobs/{id}/links   short-lived read URLs of a completed job's result and preview
 
-Same auth as the API (function keys in Azure: the page passes its own ``?code=`` on to every
-call). No video byte passes through a function: the browser puts the file's blocks straight
-to blob storage with the upload URL (Put Block / Put Block List), the blob trigger starts
-the job, and the page follows it through the API. Assets are files in ``functions/static/``
-shipped with the app; nothing is fetched from elsewhere.
+Same auth as the API: the function key (the page passes its own ``?code=`` on to every call)
+and the caller (``functions.api._caller``: 401 without one; a job's links only for a caller
+who may see it). No video byte passes through a function: the browser puts the file's
+blocks straight to blob storage with the upload URL (Put Block / Put Block List), the blob
+trigger starts the job, and the page follows it through the API. Assets are files in
+``functions/static/`` shipped with the app; nothing is fetched from elsewhere.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from urllib.parse import quote
 import azure.durable_functions as df
 import azure.functions as func
 
-from functions.api import _error, _json, _route_job_id, status_from_orchestration
+from functions.api import _caller, _error, _json, _route_job_id, status_from_orchestration
 from functions.starter import resolve_style
 from shared.jobs import (
     INCOMING,
@@ -83,6 +84,9 @@ def list_styles(store: BlobStore) -> list[dict[str, str]]:
 
 @bp.route(route="styles", methods=["GET"])
 async def web_styles(req: func.HttpRequest) -> func.HttpResponse:
+    _, denied = _caller(req)
+    if denied:
+        return denied
     settings = get_settings()
     styles = await asyncio.to_thread(list_styles, get_store(settings))
     return _json({"styles": styles, "models": list(MODELS_KINDS),
@@ -149,6 +153,9 @@ def issue_style_upload(store: BlobStore, body: dict[str, Any],
 
 @bp.route(route="uploads", methods=["POST"])
 async def web_upload(req: func.HttpRequest) -> func.HttpResponse:
+    _, denied = _caller(req)
+    if denied:
+        return denied
     try:
         body = req.get_json()
     except (ValueError, RecursionError):
@@ -170,12 +177,15 @@ async def web_upload(req: func.HttpRequest) -> func.HttpResponse:
 @bp.durable_client_input(client_name="client")
 async def web_links(req: func.HttpRequest, client: df.DurableOrchestrationClient
                     ) -> func.HttpResponse:
+    caller, denied = _caller(req)
+    if denied:
+        return denied
     job_id, invalid = _route_job_id(req)
     if invalid:
         return invalid
     status = await client.get_status(job_id, show_input=True)
     body = status_from_orchestration(status) if status else None
-    if body is None:
+    if body is None or not caller.may_see(body.get("caller")):
         return _error(404, f"no job with id {job_id}")
     if body["state"] != "completed":
         return _error(409, f"job {job_id} is {body['state']}: it has no result yet")

@@ -3,14 +3,18 @@
 // Subscription-scoped entry point: creates the resource group and, in it,
 //   identities    user-assigned identities for the Function app, the Batch pool and the Batch account
 //   monitoring    Log Analytics + Application Insights (Entra ID ingestion only)
-//   storage       data + Functions host storage (incoming, styles, models, work, outgoing, deployment)
+//   storage       the data account: incoming, styles, models, work, outgoing (+ deadletter)
+//   hostStorage   the Functions host's account: AzureWebJobsStorage, Durable task hub, the
+//                 deployment package; no user data, no user role
 //   batch         Batch account (Entra ID only) + key-less auto-storage + diagnostic settings
-//   pool          the GPU pool, infra/batch/pool.bicep (owned by the Batch engineer)
-//   rbac          least-privilege role assignments for the three identities (+ the deployer)
-//   functionApp   Flex Consumption app, identity-based connections only
-//   eventGrid     system topic on the storage account (its subscription is created by the
-//                 postdeploy hook, see infra/hooks/postdeploy.sh)
-// Security properties are checked by tests/infra/.
+//   pool          the GPU pool, infra/batch/pool.bicep
+//   network       only with vnetEnabled: VNet, private endpoints for storage and Batch, the
+//                 pool's subnet without public IPs (infra/modules/network.bicep)
+//   rbac          least-privilege role assignments, per container (docs/security.md)
+//   functionApp   Flex Consumption app, identity-based connections only, Entra ID sign-in
+//   eventGrid     system topic on the data account (its subscription, with dead-lettering, is
+//                 created by the postdeploy hook, see infra/hooks/postdeploy.sh)
+// Security properties are checked by tests/infra/ and by checkov (make scan).
 
 targetScope = 'subscription'
 
@@ -33,7 +37,7 @@ param location string
 @description('Region for the Batch account and GPU pool; empty = same as location. Pick one with GPU quota.')
 param batchLocation string = ''
 
-@description('Object id of the user or service principal running azd (AZURE_PRINCIPAL_ID); gets blob data access for uploads.')
+@description('Object id of the user or service principal running azd (AZURE_PRINCIPAL_ID); may upload videos and seed styles/models.')
 param principalId string = ''
 
 @description('Kind of principalId.')
@@ -42,6 +46,28 @@ param principalId string = ''
   'ServicePrincipal'
 ])
 param principalType string = 'User'
+
+@description('Object id of who may upload videos (Contributor on incoming, Reader on outgoing), typically an Entra group; empty = only the deployer.')
+param uploadersPrincipalId string = ''
+
+@description('Kind of uploadersPrincipalId.')
+@allowed([
+  'User'
+  'Group'
+  'ServicePrincipal'
+])
+param uploadersPrincipalType string = 'Group'
+
+@description('Client id of the Entra ID app registration API callers sign in to (docs/security.md); empty = the API answers 401 until it is set.')
+param authClientId string = ''
+
+// --- network -----------------------------------------------------------------------------------
+
+@description('Private networking: VNet integration for the app, private endpoints for storage and Batch, deny by default, GPU nodes without public IPs.')
+param vnetEnabled bool = false
+
+@description('With vnetEnabled: public IP ranges (CIDR) still allowed into the data account and Batch auto-storage (uploaders, the machine running azd).')
+param allowedIpRanges array = []
 
 // --- GPU pool ----------------------------------------------------------------------------------
 
@@ -64,7 +90,7 @@ param dedicatedFallbackNodes int = 1
 @description('Batch pool id the app submits to.')
 param batchPoolId string = 'stylebatch-gpu'
 
-@description('Subnet resource id for the pool nodes; empty = Batch-managed networking.')
+@description('Subnet resource id for the pool nodes without vnetEnabled; empty = Batch-managed networking.')
 param batchSubnetId string = ''
 
 // --- Function app ------------------------------------------------------------------------------
@@ -133,10 +159,23 @@ module storage 'modules/storage.bicep' = {
     location: location
     tags: tags
     name: 'st${resourceToken}'
-    deploymentContainerName: 'app-package-${resourceToken}'
+    vnetEnabled: vnetEnabled
+    allowedIpRanges: allowedIpRanges
     workRetentionDays: workRetentionDays
     logAnalyticsId: monitoring.outputs.logAnalyticsId
     webOrigins: ['https://${functionAppName}.azurewebsites.net']
+  }
+}
+
+module hostStorage 'modules/host-storage.bicep' = {
+  name: 'host-storage'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    name: 'sth${resourceToken}'
+    deploymentContainerName: 'app-package-${resourceToken}'
+    vnetEnabled: vnetEnabled
   }
 }
 
@@ -154,6 +193,21 @@ module batch 'modules/batch-account.bicep' = {
     poolIdentityPrincipalId: identities.outputs.poolIdentityPrincipalId
     applicationName: batchApplicationName
     logAnalyticsId: monitoring.outputs.logAnalyticsId
+    vnetEnabled: vnetEnabled
+    allowedIpRanges: allowedIpRanges
+  }
+}
+
+module network 'modules/network.bicep' = if (vnetEnabled) {
+  name: 'network'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    namePrefix: 'stylebatch-${resourceToken}'
+    dataStorageId: storage.outputs.id
+    hostStorageId: hostStorage.outputs.id
+    batchAccountId: batch.outputs.id
   }
 }
 
@@ -172,7 +226,8 @@ module pool 'batch/pool.bicep' = {
     maxNodes: maxGpuNodes
     maxSpotNodes: useSpotNodes ? maxGpuNodes : 0
     maxDedicatedNodes: useSpotNodes ? min(dedicatedFallbackNodes, maxGpuNodes) : maxGpuNodes
-    subnetId: batchSubnetId
+    subnetId: vnetEnabled ? network.outputs.poolSubnetId : batchSubnetId
+    publicIpProvision: vnetEnabled ? 'NoPublicIPAddresses' : 'BatchManaged'
   }
 }
 
@@ -181,12 +236,16 @@ module rbac 'modules/rbac.bicep' = {
   scope: rg
   params: {
     storageAccountName: storage.outputs.name
+    hostStorageAccountName: hostStorage.outputs.name
     batchAccountName: batch.outputs.name
     applicationInsightsName: monitoring.outputs.applicationInsightsName
     functionPrincipalId: identities.outputs.functionIdentityPrincipalId
-    poolPrincipalId: identities.outputs.poolIdentityPrincipalId
+    eventGridPrincipalId: eventGrid.outputs.principalId
+    poisonQueueName: storage.outputs.poisonQueueName
     deployerPrincipalId: principalId
     deployerPrincipalType: principalType
+    uploadersPrincipalId: uploadersPrincipalId
+    uploadersPrincipalType: uploadersPrincipalType
   }
 }
 
@@ -201,10 +260,14 @@ module functionApp 'modules/functionapp.bicep' = {
     planName: 'plan-${resourceToken}'
     identityId: identities.outputs.functionIdentityId
     identityClientId: identities.outputs.functionIdentityClientId
-    storageAccountName: storage.outputs.name
+    hostStorageAccountName: hostStorage.outputs.name
+    hostStorageBlobEndpoint: hostStorage.outputs.blobEndpoint
     storageBlobEndpoint: storage.outputs.blobEndpoint
     storageQueueEndpoint: storage.outputs.queueEndpoint
-    deploymentContainerName: storage.outputs.deploymentContainerName
+    deploymentContainerName: hostStorage.outputs.deploymentContainerName
+    authClientId: authClientId
+    logAnalyticsId: monitoring.outputs.logAnalyticsId
+    subnetId: vnetEnabled ? network.outputs.appSubnetId : ''
     applicationInsightsConnectionString: monitoring.outputs.applicationInsightsConnectionString
     instanceMemoryMB: functionInstanceMemoryMB
     maximumInstanceCount: functionMaximumInstances
@@ -213,7 +276,6 @@ module functionApp 'modules/functionapp.bicep' = {
       BATCH_ACCOUNT_URL: batch.outputs.url
       BATCH_ACCOUNT_NAME: batch.outputs.name
       BATCH_POOL_ID: pool.outputs.poolId
-      BATCH_NODE_IDENTITY: pool.outputs.nodeIdentityId
       BATCH_APP_PACKAGE: batch.outputs.applicationName
       // For the app's sizing, wall-time and cost estimates.
       BATCH_VM_SIZE: pool.outputs.vmSize
@@ -237,6 +299,7 @@ module eventGrid 'modules/eventgrid-topic.bicep' = {
     tags: tags
     name: 'evgt-${resourceToken}'
     storageAccountId: storage.outputs.id
+    logAnalyticsId: monitoring.outputs.logAnalyticsId
   }
 }
 
@@ -250,6 +313,7 @@ output AZURE_FUNCTION_APP_URL string = functionApp.outputs.url
 output AZURE_FUNCTION_TRIGGER_NAME string = triggerFunctionName
 output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name
 output AZURE_STORAGE_BLOB_ENDPOINT string = storage.outputs.blobEndpoint
+output AZURE_HOST_STORAGE_ACCOUNT_NAME string = hostStorage.outputs.name
 output AZURE_BATCH_ACCOUNT_NAME string = batch.outputs.name
 output AZURE_BATCH_ACCOUNT_URL string = batch.outputs.url
 output AZURE_BATCH_LOCATION string = batchRegion

@@ -17,6 +17,7 @@ import traceback
 
 from scoring.events import emit, emit_error
 from scoring.images import BadInputError
+from scoring.stylize import StylizeConfig
 from shared.settings import Settings
 from shared.video import VideoError
 
@@ -65,6 +66,19 @@ def _parser() -> argparse.ArgumentParser:
     st.add_argument("--threads", type=int, default=0,
                     help="torch CPU threads; 0 = $SCORING_THREADS, else all cores")
     st.add_argument("--quiet", action="store_true", help="no per-frame events")
+    st.add_argument("--no-temporal", dest="temporal", action="store_false",
+                    help="skip the temporal stage (each frame blended towards the previous "
+                         "output warped by the source's motion; default: on)")
+    st.add_argument("--temporal-weight", type=float, default=StylizeConfig.temporal_weight,
+                    help="temporal stage: share of the warped previous output kept")
+    st.add_argument("--lead-in", default=None,
+                    help="the previous chunk of the same video: its last frames are scored "
+                         "first and dropped, so this chunk starts where that one ends")
+    st.add_argument("--lead-in-frames", type=int, default=Settings.lead_in_frames,
+                    help="how many of the lead-in's last frames to score")
+    st.add_argument("--lead-out-frames", type=int, default=0,
+                    help="a next chunk follows with this lead-in: models with a history "
+                         "(gatys) cross-fade this many last frames into what it will compute")
 
     from scoring.train import add_train_arguments
 
@@ -79,11 +93,13 @@ def _parser() -> argparse.ArgumentParser:
     fl.add_argument("video", help="video file to measure")
     fl.add_argument("--max-side", type=int, default=320, help="measure at this long side")
     fl.add_argument("--max-frames", type=int, default=0, help="0 = all frames")
+    fl.add_argument("--source", default=None,
+                    help="the video it was made from: motion is measured on it (recommended)")
     return ap
 
 
 def _run_stylize(args: argparse.Namespace) -> dict:
-    from scoring.stylize import StylizeConfig, stylize
+    from scoring.stylize import stylize
 
     cfg = StylizeConfig(
         input=args.input, output=args.output, style=args.style, model=args.model,
@@ -91,14 +107,17 @@ def _run_stylize(args: argparse.Namespace) -> dict:
         warm_steps=args.warm_steps, warm_start=args.warm_start, codec=args.codec, crf=args.crf,
         preset=args.preset, pix_fmt=args.pix_fmt, device=args.device,
         batch_size=args.batch_size, precision=args.precision, compile=args.compile,
-        threads=args.threads, quiet=args.quiet)
+        threads=args.threads, quiet=args.quiet, temporal=args.temporal,
+        temporal_weight=args.temporal_weight, lead_in=args.lead_in,
+        lead_in_frames=args.lead_in_frames, lead_out_frames=args.lead_out_frames)
     return stylize(cfg)
 
 
 def _run_flicker(args: argparse.Namespace) -> dict:
     from scoring.flicker import video_flicker
 
-    return video_flicker(args.video, max_side=args.max_side, max_frames=args.max_frames)
+    return video_flicker(args.video, max_side=args.max_side, max_frames=args.max_frames,
+                         source=args.source)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,4 @@
-"""Optical flow (OpenCV DIS) and warping: gatys warm starts, training, the flicker metric.
+"""Optical flow (OpenCV DIS) and warping: gatys warm starts, the temporal stage, training, flicker.
 
 Conventions: frames are uint8 or float arrays [H, W, 3] (RGB); a flow is float32 [H, W, 2]
 in pixels, ``flow[y, x] = (dx, dy)``. ``backward_flow(cur, prev)`` tells, for each pixel of
@@ -14,6 +14,8 @@ import threading
 
 import cv2
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 _local = threading.local()
 
@@ -51,6 +53,17 @@ def warp(img: np.ndarray, flow_to_src: np.ndarray, interp: int = cv2.INTER_LINEA
     map_y = gy + flow_to_src[..., 1]
     return cv2.remap(img, map_x, map_y, interpolation=interp,
                      borderMode=cv2.BORDER_REPLICATE)
+
+def warp_torch(img: torch.Tensor, flow: torch.Tensor, mode: str = "bilinear") -> torch.Tensor:
+    """Sample img [B, C, H, W] at (x, y) + flow [B, 2, H, W] (``mode``, border-clamped): the
+    torch twin of ``warp``, on the tensor's device."""
+    b, _, h, w = img.shape
+    ys, xs = torch.meshgrid(torch.arange(h, device=img.device, dtype=img.dtype),
+                            torch.arange(w, device=img.device, dtype=img.dtype), indexing="ij")
+    gx = (xs + flow[:, 0]) / max(w - 1, 1) * 2 - 1
+    gy = (ys + flow[:, 1]) / max(h - 1, 1) * 2 - 1
+    grid = torch.stack([gx, gy], dim=-1)  # [B, H, W, 2]
+    return F.grid_sample(img, grid, mode=mode, padding_mode="border", align_corners=True)
 
 
 def consistency_mask(fwd: np.ndarray, bwd: np.ndarray, alpha: float = 0.01,

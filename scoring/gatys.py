@@ -47,6 +47,7 @@ class GatysStylizer:
     """Stylize the frames of one chunk in order. Call with [B, 3, h, w] floats in [0, 1]."""
 
     batch_size = 1
+    stateful = True  # each frame depends on the previous output (see scoring.stylize's lead-out)
 
     def __init__(self, style: np.ndarray, cfg: GatysConfig, device: torch.device | str = "cpu"):
         assert len(cfg.style_layers) == len(cfg.style_layer_weights)

@@ -1,5 +1,17 @@
 """The chunk task: decode a video chunk, stylize every frame, encode, restamp, write atomically.
 
+After the model, the temporal stage (``scoring.temporal``) makes each frame agree with the
+previous one along the source's motion. With ``lead_in`` (the previous chunk of the same video)
+its last ``lead_in_frames`` frames are scored first and dropped: the model's state (gatys' warm
+start) and the temporal stage arrive at the chunk's first frame already running, as they would
+in one long chunk. A model whose output depends on its own history (gatys: each frame starts
+from the previous stylized one) would still differ at the seam: the previous chunk's history is
+not this one's. So a chunk that has a successor (``lead_out_frames``) also runs a second, fresh
+copy of the model and temporal stage over its last frames — exactly what the successor's lead-in
+computes on the same frames — and cross-fades its output into that copy's, reaching it on its
+last frame; the successor carries on from there. Only the chunk's own frames are written, with
+its own timestamps.
+
 Pipelined producer/consumer: a reader thread decodes (ffmpeg) into a bounded queue, the main
 thread runs the model on batches (on the GPU when there is one: pinned host memory, autocast,
 channels_last, inference mode), and a writer thread feeds the encoder (ffmpeg), so the model
@@ -12,6 +24,7 @@ Library entry point: ``stylize(StylizeConfig(...))``; the CLI is ``python -m sco
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import os
 import queue
@@ -26,6 +39,7 @@ import torch
 
 from scoring.events import emit
 from scoring.images import BadInputError, load_image, resize, working_size
+from scoring.temporal import TemporalConfig, TemporalStage
 from scoring.video_io import EncodeOptions, FrameReader, FrameWriter, probe
 from shared.video import VideoError, frame_timestamps, restamp
 
@@ -55,6 +69,11 @@ class StylizeConfig:
     threads: int = 0  # torch CPU threads; 0 = $SCORING_THREADS or all cores
     queue_frames: int = 32  # bound of each pipeline queue, in frames
     quiet: bool = False  # no per-frame events
+    temporal: bool = True  # the temporal stage after the model
+    temporal_weight: float = TemporalConfig.weight
+    lead_in: str | None = None  # the previous chunk: its last frames warm the model up
+    lead_in_frames: int = 0  # how many of them (0 = none)
+    lead_out_frames: int = 0  # a successor follows: cross-fade this many last frames into it
 
 
 def cpu_threads(requested: int = 0) -> int:
@@ -79,14 +98,16 @@ class FrameModel:
     """Wraps a stylizer: uint8 batch [B, H, W, 3] (host) -> uint8 batch [B, H, W, 3] (host).
 
     Resizes to the working size and back on the model's device, so the output is exactly the
-    input's size whatever the working size.
+    input's size whatever the working size. The temporal stage, when set, runs at the working
+    size right after the model.
     """
 
     def __init__(self, net: Callable[[torch.Tensor], torch.Tensor], device: torch.device,
                  max_side: int, min_side: int, dtype: torch.dtype | None,
-                 channels_last: bool):
+                 channels_last: bool, temporal: TemporalStage | None = None):
         self.net, self.device, self.max_side, self.min_side = net, device, max_side, min_side
         self.dtype, self.channels_last = dtype, channels_last
+        self.temporal = temporal
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
         # batch: uint8 [B, H, W, 3] on the host (pinned on CUDA)
@@ -102,6 +123,8 @@ class FrameModel:
                     y = self.net(x)
             else:
                 y = self.net(x)
+            if self.temporal is not None:
+                y = self.temporal(x, y.float())
             y = resize(y.float(), (h, w))  # [B, 3, H, W]
             assert y.shape == (b, 3, h, w), y.shape
             out = y.clamp_(0, 1).mul_(255).round_().to(torch.uint8).permute(0, 2, 3, 1)
@@ -126,7 +149,7 @@ def build_model(cfg: StylizeConfig, device: torch.device) -> tuple[FrameModel, i
             pass
 
         net = _Gatys(style, gcfg, device)
-        return FrameModel(net, device, cfg.max_side, 32, None, False), 1
+        return FrameModel(net, device, cfg.max_side, 32, None, False, _temporal(cfg)), 1
     if cfg.model == "fast":
         from scoring.transformer_net import load_model
 
@@ -147,8 +170,61 @@ def build_model(cfg: StylizeConfig, device: torch.device) -> tuple[FrameModel, i
             precision = "bf16" if cuda and torch.cuda.is_bf16_supported() else "fp32"
         dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
         batch = cfg.batch_size or (8 if cuda else 1)
-        return FrameModel(fn, device, cfg.max_side, 16, dtype, channels_last), batch
+        return FrameModel(fn, device, cfg.max_side, 16, dtype, channels_last,
+                          _temporal(cfg)), batch
     raise BadInputError(f"unknown model {cfg.model!r} (gatys or fast)")
+
+
+def _temporal(cfg: StylizeConfig) -> TemporalStage | None:
+    if not cfg.temporal:
+        return None
+    return TemporalStage(TemporalConfig(weight=cfg.temporal_weight))
+
+
+def read_lead_in(cfg: StylizeConfig, width: int, height: int) -> list[np.ndarray]:
+    """The last ``lead_in_frames`` frames of the previous chunk (none if it does not fit)."""
+    if not cfg.lead_in or cfg.lead_in_frames <= 0:
+        return []
+    # A lead-in only smooths the seam: when it cannot be used the chunk is still scored, exactly.
+    try:
+        info = probe(cfg.lead_in)
+        if (info.width, info.height) != (width, height):
+            raise VideoError(f"it is {info.width}x{info.height}, the chunk {width}x{height}")
+        tail: collections.deque[np.ndarray] = collections.deque(maxlen=cfg.lead_in_frames)
+        reader = FrameReader(cfg.lead_in, info, threads=cpu_threads(cfg.threads))
+        try:
+            tail.extend(reader)
+        finally:
+            reader.close()
+    except VideoError as exc:
+        emit("warning", message=f"lead-in not used: {exc}")
+        return []
+    return list(tail)
+
+
+class LeadOut:
+    """Cross-fade a chunk's last frames from its model into a fresh copy started ``frames``
+    before the end: the copy computes what the next chunk's lead-in computes on the same frames,
+    so the last frame written equals the state the next chunk continues from."""
+
+    def __init__(self, make_model: Callable[[], FrameModel], start: int, frames: int):
+        self.make_model, self.start, self.frames = make_model, start, frames
+        self.fresh: FrameModel | None = None
+
+    def __call__(self, batch: torch.Tensor, result: torch.Tensor, first: int) -> torch.Tensor:
+        """batch/result: uint8 [B, H, W, 3] (input, model output) of frames first.. first+B-1."""
+        skip = max(0, self.start - first)
+        if skip >= batch.shape[0]:
+            return result
+        if self.fresh is None:
+            self.fresh = self.make_model()
+        other = self.fresh(batch[skip:])
+        idx = torch.arange(first + skip, first + batch.shape[0], dtype=torch.float32)
+        r = ((idx - self.start + 1) / self.frames).clamp(0, 1).view(-1, 1, 1, 1)
+        mixed = result[skip:].float() * (1 - r) + other.float() * r
+        out = result.clone()
+        out[skip:] = mixed.round_().clamp_(0, 255).to(torch.uint8)
+        return out
 
 
 def find_model_file(cfg: StylizeConfig) -> Path:
@@ -209,6 +285,11 @@ def stylize(cfg: StylizeConfig) -> dict:
     device = pick_device(cfg.device)
     model, batch_size = build_model(cfg, device)
     cuda = device.type == "cuda"
+    lead_in = read_lead_in(cfg, info.width, info.height)
+    lead_out = None
+    n_out = min(cfg.lead_out_frames, info.frames)
+    if n_out > 0 and getattr(model.net, "stateful", False):
+        lead_out = LeadOut(lambda: build_model(cfg, device)[0], info.frames - n_out, n_out)
 
     out = Path(cfg.output)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -226,14 +307,16 @@ def stylize(cfg: StylizeConfig) -> dict:
 
     def read_stage() -> None:
         try:
+            for i in range(0, len(lead_in), batch_size):
+                q_in.put((_host_batch(lead_in[i:i + batch_size], cuda), True))
             frames: list[np.ndarray] = []
             for frame in reader:
                 frames.append(frame)
                 if len(frames) == batch_size:
-                    q_in.put(_host_batch(frames, cuda))
+                    q_in.put((_host_batch(frames, cuda), False))
                     frames = []
             if frames:
-                q_in.put(_host_batch(frames, cuda))
+                q_in.put((_host_batch(frames, cuda), False))
             q_in.put(_END)
         except _Aborted:
             pass
@@ -272,13 +355,19 @@ def stylize(cfg: StylizeConfig) -> dict:
                 if item is _END:
                     q_out.put(_END)
                     break
-                assert isinstance(item, torch.Tensor)
+                batch, is_lead_in = item  # type: ignore[misc]
                 tm = time.perf_counter()
-                result = model(item)
+                result = model(batch)
                 dt = time.perf_counter() - tm
                 model_seconds[0] += dt
-                decoded += item.shape[0]
-                q_out.put((result, dt / item.shape[0]))
+                if is_lead_in:  # scored to warm the model and the temporal stage up; dropped
+                    continue
+                if lead_out is not None:
+                    tm = time.perf_counter()
+                    result = lead_out(batch, result, decoded)
+                    model_seconds[0] += time.perf_counter() - tm
+                decoded += batch.shape[0]
+                q_out.put((result, dt / batch.shape[0]))
         except _Aborted:
             pass
         except BaseException as exc:
@@ -311,7 +400,10 @@ def stylize(cfg: StylizeConfig) -> dict:
     summary = {"frames": n, "seconds": round(seconds, 3), "fps": round(n / seconds, 3),
                "model_seconds": round(model_seconds[0], 3), "width": info.width,
                "height": info.height, "model": cfg.model, "device": str(device),
-               "codec": writer.codec, "pix_fmt": writer.pix_fmt}
+               "codec": writer.codec, "pix_fmt": writer.pix_fmt, "lead_in_frames": len(lead_in),
+               "lead_out_frames": n_out if lead_out is not None else 0}
+    if model.temporal is not None:
+        summary["temporal_seconds"] = round(model.temporal.seconds, 3)
     cold = getattr(model.net, "cold_starts", None)
     if cold is not None:
         summary["cold_starts"] = cold  # gatys: first frame + scene cuts

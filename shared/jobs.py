@@ -56,6 +56,8 @@ _MAX_PATH_SEGMENTS = 254
 JOB_HASH_HEX = 16
 _SLUG_MAX = 48 - JOB_HASH_HEX - 1
 _SHOWN_NAME = 200  # how much of a rejected name a status shows
+# An API caller: an Entra object id (a GUID), or the local identity's short name.
+_CALLER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$")
 
 
 class InvalidName(ValueError):
@@ -112,6 +114,13 @@ def validate_blob_name(name: str) -> str:
     return name
 
 
+def validate_caller(caller: str) -> str:
+    """Accept the id of whoever started a job through the API ('' = an upload started it)."""
+    if not isinstance(caller, str) or (caller and not _CALLER.match(caller)):
+        raise InvalidName(f"not a valid caller id: {caller!r}")
+    return caller
+
+
 def validate_input_name(name: str, style: str = "x" * 40) -> str:
     """Accept the name of an upload: a valid blob name with a video extension whose outputs
     (``output_names``, with the longest style) are valid blob names too."""
@@ -147,21 +156,24 @@ def slugify(text: str, max_len: int = 39) -> str:
     return slug[:max_len].strip("-") or "video"
 
 
-def job_hash(blob_name: str, etag: str, style: str, model: str) -> str:
+def job_hash(blob_name: str, etag: str, style: str, model: str, caller: str = "") -> str:
     """``JOB_HASH_HEX`` hex digits identifying one version (ETag) of one blob with one style
-    and model: the tail of the job id and part of the output names."""
+    and model (and, for a job started through the API, its caller: two callers never share a
+    job or an output): the tail of the job id and part of the output names."""
     key = f"{blob_name}\n{etag.strip(chr(34))}\n{style}\n{model}"
+    key = key + f"\n{caller}" if caller else key
     return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:JOB_HASH_HEX]
 
 
-def make_job_id(blob_name: str, etag: str, style: str, model: str) -> str:
-    """Deterministic job id for one version (ETag) of one blob with one style and model.
+def make_job_id(blob_name: str, etag: str, style: str, model: str, caller: str = "") -> str:
+    """Deterministic job id for one version (ETag) of one blob with one style and model
+    (and caller, see ``job_hash``).
 
     The same upload delivered twice gives the same id, so the second start is a no-op; a
     re-upload (new ETag) or another style gives a new job.
     """
     stem = posixpath.splitext(posixpath.basename(blob_name))[0]
-    digest = job_hash(blob_name, etag, style, model)
+    digest = job_hash(blob_name, etag, style, model, caller)
     return validate_job_id(f"{slugify(stem, _SLUG_MAX)}-{digest}")
 
 
@@ -218,6 +230,7 @@ class JobRequest:
     preview: str
     created: str  # ISO 8601 UTC, from the trigger
     options: dict[str, Any] = field(default_factory=dict)
+    caller: str = ""  # who started it through the API (shared/callers.py); '' = an upload
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -235,29 +248,32 @@ class JobRequest:
             validate_blob_name(req.blob)
         validate_style(req.style)
         validate_model(req.model)
+        validate_caller(req.caller)
         return req
 
 
 def new_job_request(blob_name: str, etag: str, style: str, model: str, created: str,
-                    options: dict[str, Any] | None = None) -> JobRequest:
+                    options: dict[str, Any] | None = None, caller: str = "") -> JobRequest:
     validate_style(style)
     validate_model(model)
+    validate_caller(caller)
     validate_input_name(blob_name, style)
-    output, preview = output_names(blob_name, style, job_hash(blob_name, etag, style, model))
-    return JobRequest(job_id=make_job_id(blob_name, etag, style, model), blob=blob_name,
+    digest = job_hash(blob_name, etag, style, model, caller)
+    output, preview = output_names(blob_name, style, digest)
+    return JobRequest(job_id=make_job_id(blob_name, etag, style, model, caller), blob=blob_name,
                       etag=etag, style=style, model=model, output=output, preview=preview,
-                      created=created, options=dict(options or {}))
+                      created=created, options=dict(options or {}), caller=caller)
 
 
 def rejected_request(blob_name: str, etag: str, model: str, created: str, reason: str,
-                     options: dict[str, Any] | None = None) -> JobRequest:
+                     options: dict[str, Any] | None = None, caller: str = "") -> JobRequest:
     """A job for an upload refused at the door (a bad name, style or model): it fails at once
     with ``reason``, so the refusal is a job record a user can find, not a log line. Its
     ``blob`` is the name as shown (cut to ``_SHOWN_NAME``); it has no outputs."""
-    return JobRequest(job_id=make_job_id(blob_name, etag, "invalid", model),
+    return JobRequest(job_id=make_job_id(blob_name, etag, "invalid", model, caller),
                       blob=shown_name(blob_name), etag=etag, style="invalid", model=model,
                       output="", preview="", created=created,
-                      options={**(options or {}), "reject": reason})
+                      options={**(options or {}), "reject": reason}, caller=caller)
 
 
 def job_status(req: JobRequest, state: str, *, updated: str,
@@ -300,6 +316,7 @@ def job_status(req: JobRequest, state: str, *, updated: str,
         "error": error,
         "created": req.created,
         "updated": updated,
+        "caller": req.caller or None,  # who started it through the API; None: an upload
     }
     if extra:
         status.update(extra)

@@ -53,6 +53,7 @@ from shared.jobs import (
     stylized_blob,
     work_prefix,
 )
+from shared.redact import redact
 from shared.settings import Settings
 from shared.storage import BlobStore, get_store
 from shared.video import (
@@ -248,8 +249,9 @@ def chunk_codec(req: JobRequest, settings: Settings) -> str:
 
 
 def chunk_task(req: JobRequest, settings: Settings, chunk: Chunk, attempt: int,
-               style_blob: str) -> TaskSpec:
-    """The Batch task that stylizes one chunk (the chunk task contract: scoring/cli.py)."""
+               style_blob: str, chunks_total: int = 0) -> TaskSpec:
+    """The Batch task that stylizes one chunk (the chunk task contract: scoring/cli.py).
+    ``chunks_total``: how many chunks the job has (a chunk before the last gets a lead-out)."""
     task_id = chunk_task_id(chunk.index, attempt)
     style_file = "style" + os.path.splitext(style_blob)[1]
     command = ["python", "-m", "scoring", "stylize", "--input", "chunk.mkv",
@@ -259,6 +261,18 @@ def chunk_task(req: JobRequest, settings: Settings, chunk: Chunk, attempt: int,
                "--preset", settings.output_preset, "--pix-fmt", settings.output_pix_fmt]
     resources = [ResourceFile(BlobRef(WORK, chunk_blob(req.job_id, chunk.index)), "chunk.mkv"),
                  ResourceFile(BlobRef(STYLES, style_blob), style_file)]
+    if settings.lead_in_frames > 0:
+        # No seam between chunks: a chunk first scores the previous chunk's last frames (dropped);
+        # one with a successor cross-fades its last frames into what that lead-in computes.
+        if chunk.index > 0:
+            resources.append(ResourceFile(
+                BlobRef(WORK, chunk_blob(req.job_id, chunk.index - 1)), "lead_in.mkv"))
+            command += ["--lead-in", "lead_in.mkv",
+                        "--lead-in-frames", str(settings.lead_in_frames)]
+        if chunk.index < chunks_total - 1:
+            command += ["--lead-out-frames", str(settings.lead_in_frames)]
+    if not settings.temporal_stage:
+        command.append("--no-temporal")
     if req.model == "gatys":
         command += ["--steps", str(req.options.get("steps", settings.gatys_steps)),
                     "--warm-steps", str(req.options.get("warm_steps", settings.gatys_warm_steps))]
@@ -314,7 +328,7 @@ def submit_job(ctx: Context, req: JobRequest, attempts: dict[str, int],
     if train_attempt:
         tasks.append(train_task(req, ctx.settings, list(chunks.values()), train_attempt,
                                 style_blob))
-    tasks += [chunk_task(req, ctx.settings, chunks[int(i)], a, style_blob)
+    tasks += [chunk_task(req, ctx.settings, chunks[int(i)], a, style_blob, len(chunks))
               for i, a in sorted(attempts.items(), key=lambda kv: int(kv[0]))]
     ctx.backend.submit(req.job_id, tasks)
     return {"submitted": [t.id for t in tasks]}
@@ -384,8 +398,10 @@ def progress_job(ctx: Context, req: JobRequest, attempts: dict[str, int],
 
 
 def _short(text: str | None, limit: int = 300) -> str | None:
+    """A task's failure reason as it may enter history and the job status: redacted, short."""
     if text is None:
         return None
+    text = redact(text)
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
 

@@ -52,6 +52,10 @@ class Settings:
     gatys_steps: int = 40  # L-BFGS evaluations for the first frame of a chunk
     gatys_warm_steps: int = 6  # ... and for each following frame (warm start from the previous one)
     train_steps: int = 400  # fast-model training steps when a style has no model yet
+    # Seams and flicker: a chunk task first scores this many of the previous chunk's last frames
+    # and drops them (0 = chunks start cold); the temporal stage steadies every model's output.
+    lead_in_frames: int = 8
+    temporal_stage: bool = True
     output_codec: str = "libx264"
     output_crf: int = 18
     output_preset: str = "medium"
@@ -66,10 +70,11 @@ class Settings:
     batch_account_name: str = ""
     batch_account_key: str = ""  # only for emulators/tests; Azure uses managed identity
     batch_pool_id: str = "stylebatch-gpu"
-    batch_node_identity: str = ""  # resource id of the pool's user-assigned identity, if any
     batch_app_package: str = "stylebatch"  # application package holding scoring/ + shared/
     batch_app_version: str = ""
-    sas_ttl_minutes: int = 180
+    # A task's SAS URLs live its own wall-clock limit (TASK_MAX_WALL_S) plus this: the wait for
+    # a node and clock skew. A task that waits longer fails its download and is resubmitted.
+    sas_slack_minutes: int = 15
     # --- azure batch pool, chunk sizing and estimates (docs/azure-batch.md, shared/plan.py) -------
     batch_vm_size: str = "Standard_NC4as_T4_v3"  # the pool's VM size: sizing and cost estimates
     batch_max_nodes: int = 4  # the pool's autoscale cap: wall-time estimates
@@ -79,6 +84,14 @@ class Settings:
     batch_task_retention_minutes: int = 60  # a finished task's files stay on the node this long
     batch_progress_peek_tasks: int = 16  # running tasks whose stdout is read for frame progress
     batch_job_max_wall_hours: float = 24.0  # Batch ends a job left running this long (orphans)
+
+    # --- callers (shared/callers.py) -----------------------------------------------------------
+    # In Azure, App Service authentication (Entra ID) names the caller of every API request.
+    # Locally, with no sign-in in front of the app, requests without a principal run as this
+    # fixed identity; empty = such requests are refused (401).
+    local_caller: str = ""
+    admin_role: str = "stylebatch.admin"  # app role (token `roles` claim) that sees every job
+    max_active_jobs_per_caller: int = 5  # unfinished API-started jobs one caller may have
 
 
 # Environment variable name for every field (upper-case field name), plus aliases.
@@ -133,6 +146,10 @@ def validate_settings(s: Settings) -> None:
         raise ValueError("FRAMES_PER_CHUNK must be at least 1")
     if s.max_chunk_attempts < 1:
         raise ValueError("MAX_CHUNK_ATTEMPTS must be at least 1")
+    if s.max_active_jobs_per_caller < 1:
+        raise ValueError("MAX_ACTIVE_JOBS_PER_CALLER must be at least 1")
+    if s.sas_slack_minutes < 0:
+        raise ValueError("SAS_SLACK_MINUTES must not be negative")
 
 
 _cached: Settings | None = None

@@ -3,7 +3,8 @@
 - Locally (Azurite) it connects with a connection string and signs SAS with the account key.
 - In Azure it connects to ``STORAGE_ACCOUNT_URL`` with the app's managed identity
   (``DefaultAzureCredential``) and signs SAS with a *user delegation key*: short-lived,
-  scoped to one blob (or write-only to one container), never an account key.
+  scoped to one blob, read-only or create/write-only, never an account key. Over an https
+  endpoint every SAS also demands https (``spr=https``); Azurite runs over plain http.
 
 Files move by streaming (chunked upload/download straight to and from disk), never by
 holding a whole video in memory.
@@ -28,9 +29,7 @@ from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.storage.blob import (
     BlobSasPermissions,
     BlobServiceClient,
-    ContainerSasPermissions,
     generate_blob_sas,
-    generate_container_sas,
 )
 
 from shared.jobs import CONTAINERS, validate_blob_name
@@ -199,29 +198,29 @@ class BlobStore:
                     now - timedelta(minutes=5), self._delegation_expiry)
             return {"user_delegation_key": self._delegation_key}
 
-    def blob_sas_url(self, container: str, name: str, *, write: bool = False,
-                     ttl: timedelta = timedelta(hours=3),
-                     content_disposition: str | None = None) -> str:
-        """URL of one blob with a SAS scoped to it: read-only, or create+write only.
+    def blob_sas_token(self, container: str, name: str, *, write: bool = False,
+                       ttl: timedelta = timedelta(hours=3),
+                       content_disposition: str | None = None) -> str:
+        """A SAS for one blob: read-only, or create+write only (no read, list or delete).
+        Valid from five minutes ago (clock skew) for ``ttl``; https-only on an https account.
         ``content_disposition`` (read URLs) is what the response says, e.g. to download."""
         now = datetime.now(UTC)
         perms = (BlobSasPermissions(create=True, write=True) if write
                  else BlobSasPermissions(read=True))
-        token = generate_blob_sas(self.account_name, container, validate_blob_name(name),
-                                  permission=perms, start=now - timedelta(minutes=5),
-                                  expiry=now + ttl, content_disposition=content_disposition,
-                                  **self._signing(ttl))
-        return f"{self.blob(container, name).url}?{token}"
+        https = self.service.url.lower().startswith("https://")
+        return generate_blob_sas(self.account_name, container, validate_blob_name(name),
+                                 permission=perms, start=now - timedelta(minutes=5),
+                                 expiry=now + ttl, protocol="https" if https else None,
+                                 content_disposition=content_disposition,
+                                 **self._signing(ttl))
 
-    def container_write_sas_url(self, container: str, *,
-                                ttl: timedelta = timedelta(hours=3)) -> str:
-        """URL of a container with a write-only SAS (no read, list, delete): Batch outputs."""
-        now = datetime.now(UTC)
-        token = generate_container_sas(self.account_name, container,
-                                       permission=ContainerSasPermissions(write=True, create=True),
-                                       start=now - timedelta(minutes=5), expiry=now + ttl,
-                                       **self._signing(ttl))
-        return f"{self.service.get_container_client(container).url}?{token}"
+    def blob_sas_url(self, container: str, name: str, *, write: bool = False,
+                     ttl: timedelta = timedelta(hours=3),
+                     content_disposition: str | None = None) -> str:
+        """URL of one blob with a SAS scoped to it (see ``blob_sas_token``)."""
+        token = self.blob_sas_token(container, name, write=write, ttl=ttl,
+                                    content_disposition=content_disposition)
+        return f"{self.blob(container, name).url}?{token}"
 
 
 class BlobReader(io.RawIOBase):

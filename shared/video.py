@@ -35,6 +35,7 @@ from typing import Any
 import av
 
 from shared.procs import die_with_parent
+from shared.redact import redact
 
 log = logging.getLogger(__name__)
 # PyAV's default (no Python log callback) on purpose: a callback deadlocks when a libav decoder
@@ -62,7 +63,8 @@ def run_ffmpeg(args: list[str]) -> subprocess.CompletedProcess:
     proc = subprocess.run(cmd, capture_output=True, preexec_fn=die_with_parent())
     if proc.returncode != 0:
         tail = proc.stderr.decode(errors="replace").strip().splitlines()[-5:]
-        raise VideoError("ffmpeg failed: " + " | ".join(tail), bad_input=False)
+        # ffmpeg echoes the URLs it was given, a SAS signature included.
+        raise VideoError(redact("ffmpeg failed: " + " | ".join(tail)), bad_input=False)
     return proc
 
 

@@ -18,6 +18,7 @@ is named in ``<folder>/azurite.pid`` and stopped by the next start.
 from __future__ import annotations
 
 import fcntl
+import http.client
 import json
 import os
 import shutil
@@ -26,7 +27,6 @@ import socket
 import subprocess
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 from shared.procs import die_with_parent, pid_alive, process_cmdline
@@ -117,11 +117,15 @@ class Azurite:
                 if self.proc.poll() is not None:
                     break
                 try:
-                    urllib.request.urlopen(f"{self.blob_endpoint}?comp=list", timeout=1)
+                    # Any HTTP answer means it is up (403 without auth is an answer).
+                    conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=1)
+                    try:
+                        conn.request("GET", f"/{AZURITE_ACCOUNT}?comp=list")
+                        conn.getresponse().read()
+                    finally:
+                        conn.close()
                     return self
-                except urllib.error.HTTPError:
-                    return self  # it answered (403 without auth is an answer)
-                except OSError:
+                except (OSError, http.client.HTTPException):
                     time.sleep(0.1)
             self._stop_proc()
         self.stop(remove=False)

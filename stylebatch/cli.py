@@ -23,6 +23,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+from shared.callers import LOCAL_IDENTITY
 from shared.jobs import INCOMING, MODELS, OUTGOING, STYLE_EXTENSIONS, STYLES, slugify
 from shared.settings import STORAGE_SETTING_NAMES, get_settings, reset_settings_cache
 
@@ -74,6 +75,8 @@ class LocalStack:
         tempfile.tempdir = tmp
         os.environ["TMPDIR"] = tmp
         os.environ.update(env or {})
+        # No sign-in in front of a local host: API calls without a principal run as its user.
+        os.environ.setdefault("LOCAL_CALLER", LOCAL_IDENTITY)
         if not any(os.environ.get(name) for name in STORAGE_SETTING_NAMES):
             from stylebatch.azurite import Azurite
 

@@ -71,6 +71,10 @@ class Harness:
         from shared.settings import get_settings, reset_settings_cache
         from shared.storage import get_store
 
+        # API calls without a principal header run as the local host's one user (an admin),
+        # as under `stylebatch run/serve`; a test may override it.
+        env = {"LOCAL_CALLER": "local-dev", **env}
+
         self._saved = {k: os.environ.get(k) for k in env}
         os.environ.update(env)
         reset_settings_cache()

@@ -23,9 +23,9 @@
 //   batchAccountName        existing Batch account (BatchService allocation mode)
 //   poolId                  pool id the app submits to (app setting BATCH_POOL_ID)
 //   vmSize                  GPU VM size, one GPU per node (app setting BATCH_VM_SIZE for estimates)
-//   nodeIdentityId          user-assigned identity for the nodes: resource/output files and
-//                           application packages without SAS (app setting BATCH_NODE_IDENTITY);
-//                           '' = no identity (the app then signs SAS URLs)
+//   nodeIdentityId          user-assigned identity for the nodes: application packages from the
+//                           account's auto-storage only (no data role: every task carries a SAS
+//                           for each of its own blobs); '' = no identity
 //   applicationPackageName  Batch application holding scoring/ + shared/ (BATCH_APP_PACKAGE)
 //   applicationPackageVersion  '' = its default version (BATCH_APP_VERSION)
 //   installPackageOnPool    also install the package on every node at boot; keep false for the
@@ -41,6 +41,11 @@
 //                           outbound access to PyPI for the node's Python dependencies)
 //   publicIpProvision       BatchManaged | NoPublicIPAddresses (only with subnetId)
 //   preinstallDependencies  the start task builds the node's Python venv before any task runs
+//                           (from scoring/requirements.lock: every package pinned with its hashes)
+//   trustedLaunch           Trusted Launch VMs (vTPM; secure boot per secureBoot) where the size allows
+//   secureBoot              UEFI secure boot (off: the image's NVIDIA kernel modules may be unsigned)
+//   encryptionAtHost        encrypt temp disks and caches on the host (the subscription needs the
+//                           Microsoft.Compute/EncryptionAtHost feature registered)
 //   requireGpu              the start task fails a node where nvidia-smi finds no GPU
 //   image*                  the node image: Ubuntu 22.04 HPC (NVIDIA driver + CUDA included)
 //   nodeAgentSkuId          the Batch node agent for that image
@@ -102,6 +107,15 @@ param publicIpProvision string = 'BatchManaged'
 @description('Build the node\'s Python environment in the start task (else the first task does).')
 param preinstallDependencies bool = true
 
+@description('Trusted Launch VMs (vTPM, measured boot); false for a VM size or image that does not support it.')
+param trustedLaunch bool = true
+
+@description('UEFI secure boot on Trusted Launch VMs (needs signed GPU driver modules in the image).')
+param secureBoot bool = false
+
+@description('Encryption at host (temp disk, caches); needs the subscription feature Microsoft.Compute/EncryptionAtHost.')
+param encryptionAtHost bool = false
+
 @description('Fail nodes without a working NVIDIA GPU.')
 param requireGpu bool = true
 
@@ -141,7 +155,7 @@ var startTaskSettings = concat([
 ], preinstallDependencies ? [
   {
     name: 'STYLEBATCH_REQUIREMENTS_B64'
-    value: loadFileAsBase64('../../scoring/requirements.txt')
+    value: loadFileAsBase64('../../scoring/requirements.lock')
   }
 ] : [])
 
@@ -171,6 +185,14 @@ resource pool 'Microsoft.Batch/batchAccounts/pools@2024-07-01' = {
           version: imageVersion
         }
         nodeAgentSkuId: nodeAgentSkuId
+        securityProfile: trustedLaunch || encryptionAtHost ? {
+          securityType: trustedLaunch ? 'trustedLaunch' : null
+          encryptionAtHost: encryptionAtHost
+          uefiSettings: trustedLaunch ? {
+            secureBootEnabled: secureBoot
+            vTpmEnabled: true
+          } : null
+        } : null
       }
     }
     scaleSettings: {
@@ -195,10 +217,12 @@ resource pool 'Microsoft.Batch/batchAccounts/pools@2024-07-01' = {
     startTask: {
       commandLine: '/bin/bash -c \'printf %s "$STYLEBATCH_START_TASK_B64" | base64 -d > start_task.sh && exec bash start_task.sh\''
       environmentSettings: startTaskSettings
+      // Admin for the node-wide install; tasks run as task-scoped non-admin users
+      // (shared/batch/azure.py) and can only read what this installs.
       userIdentity: {
         autoUser: {
           scope: 'Pool'
-          elevationLevel: 'Admin' // installs packages, writes the node-wide launcher
+          elevationLevel: 'Admin'
         }
       }
       maxTaskRetryCount: 2 // transient apt/PyPI failures

@@ -10,13 +10,14 @@
 #   --app VAR   finds the task's application package (scoring/ + shared/) through the variable
 #               Batch sets for it, matching the name case-insensitively (Batch flattens '.', '-'
 #               and '#' in ids and versions to '_') and puts it on PYTHONPATH;
-#   python      means the node's venv for that package's scoring/requirements.txt: built once
-#               per node and requirements hash (under a lock; the start task normally built it
-#               already), or $STYLEBATCH_PYTHON when set (an image with everything installed);
+#   python      means the node's venv for that package's scoring/requirements.lock (every
+#               package pinned with its hash), which the start task built, or $STYLEBATCH_PYTHON
+#               when set (an image with everything installed);
 #   exec        the command replaces this script, so its exit code is the task's exit code.
-#   --prepare REQUIREMENTS   only build the venv for REQUIREMENTS (used by the start task).
+#   --prepare LOCK   build the venv for LOCK (the start task, as admin: the venv is read-only to
+#               the task-scoped users tasks run as; a task never installs anything).
 #
-# Run by hand on a node: AZ_BATCH_NODE_SHARED_DIR=/tmp/s ./run.sh --prepare scoring/requirements.txt
+# Run by hand on a node: AZ_BATCH_NODE_SHARED_DIR=/tmp/s ./run.sh --prepare scoring/requirements.lock
 set -euo pipefail
 
 fail() { # a launcher failure reads like a task failure (the JSON error line the backend reports)
@@ -36,41 +37,36 @@ pick_python() { # an interpreter for new venvs: Python >= 3.11 from the image, e
   return 1
 }
 
-ensure_venv() { # ensure_venv REQUIREMENTS: build (once) and print the venv's python
-  local req=$1 hash venv logf py
-  [ -f "$req" ] || fail "requirements file $req not found"
-  hash=$(sha256sum "$req" | cut -c1-16)
-  venv="$root/venv-$hash"
-  if [ ! -f "$venv/.complete" ]; then
-    mkdir -p "$root"
-    [ -e "$root/install.lock" ] || : > "$root/install.lock"
-    exec 9<"$root/install.lock"
-    flock 9  # one install per node at a time; the others wait and reuse it
-    if [ ! -f "$venv/.complete" ]; then
-      rm -rf "$venv"
-      logf="$root/install-$hash.log"
-      export UV_CACHE_DIR="$root/uv-cache" UV_PYTHON_INSTALL_DIR="$root/python"
-      if py=$(pick_python); then
-        { "$py" -m venv "$venv" && "$venv/bin/python" -m pip install --no-cache-dir \
-            --disable-pip-version-check -r "$req"; } >"$logf" 2>&1 ||
-          { tail -n 20 "$logf" >&2; fail "could not install the Python dependencies ($logf)"; }
-      elif [ -x "$root/bin/uv" ]; then
-        { "$root/bin/uv" venv --python 3.11 "$venv" &&
-          "$root/bin/uv" pip install --python "$venv/bin/python" -r "$req"; } >"$logf" 2>&1 ||
-          { tail -n 20 "$logf" >&2; fail "could not install the Python dependencies ($logf)"; }
-      else
-        fail "no Python >= 3.11 and no uv on this node (did the start task run?)"
-      fi
-      chmod -R a+rX "$venv" "$root/python" 2>/dev/null || true
-      touch "$venv/.complete"
-    fi
-    exec 9<&-
+venv_for() { # venv_for LOCK: the venv directory that belongs to a lock file's content
+  printf '%s\n' "$root/venv-$(sha256sum "$1" | cut -c1-16)"
+}
+
+build_venv() { # build_venv LOCK: install exactly the hashed lock, then make it read-only
+  local lock=$1 venv logf py
+  [ -f "$lock" ] || fail "requirements lock $lock not found"
+  venv=$(venv_for "$lock")
+  [ -f "$venv/.complete" ] && return 0
+  rm -rf "$venv"
+  logf="$root/install-$(basename "$venv").log"
+  export UV_CACHE_DIR="$root/uv-cache" UV_PYTHON_INSTALL_DIR="$root/python"
+  if py=$(pick_python); then
+    { "$py" -m venv "$venv" && "$venv/bin/python" -m pip install --no-cache-dir \
+        --disable-pip-version-check --require-hashes --no-deps -r "$lock"; } >"$logf" 2>&1 ||
+      { tail -n 20 "$logf" >&2; fail "could not install the Python dependencies ($logf)"; }
+  elif [ -x "$root/bin/uv" ]; then
+    { "$root/bin/uv" venv --python 3.11 "$venv" &&
+      "$root/bin/uv" pip install --python "$venv/bin/python" --require-hashes --no-deps \
+        -r "$lock"; } >"$logf" 2>&1 ||
+      { tail -n 20 "$logf" >&2; fail "could not install the Python dependencies ($logf)"; }
+  else
+    fail "no Python >= 3.11 and no uv on this node (did the start task run?)"
   fi
-  printf '%s\n' "$venv/bin/python"
+  touch "$venv/.complete"
+  chmod -R go-w,a+rX "$venv" "$root/python" 2>/dev/null || true
 }
 
 if [ "${1:-}" = "--prepare" ]; then
-  ensure_venv "${2:?usage: run.sh --prepare REQUIREMENTS}" >/dev/null
+  build_venv "${2:?usage: run.sh --prepare LOCK}"
   exit 0
 fi
 
@@ -92,7 +88,13 @@ if [ "$1" = "python" ]; then
   if [ -n "${STYLEBATCH_PYTHON:-}" ]; then
     python=$STYLEBATCH_PYTHON
   elif [ -n "$app_dir" ]; then
-    python=$(ensure_venv "$app_dir/scoring/requirements.txt")
+    lock="$app_dir/scoring/requirements.lock"
+    [ -f "$lock" ] || fail "the application package has no scoring/requirements.lock"
+    venv=$(venv_for "$lock")
+    [ -f "$venv/.complete" ] || fail "this node has no Python environment for the code's \
+scoring/requirements.lock: the start task builds it from the lock in the pool definition; run \
+azd provision (pool and package from the same commit) and let the nodes restart"
+    python="$venv/bin/python"
   else
     python=$(pick_python) || fail "no Python >= 3.11 on this node"
   fi

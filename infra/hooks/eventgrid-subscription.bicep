@@ -18,6 +18,12 @@ param triggerFunctionName string = 'on_upload'
 @description('Container whose new blobs start jobs.')
 param container string = 'incoming'
 
+@description('Data storage account (AZURE_STORAGE_ACCOUNT_NAME) holding the dead-letter container.')
+param storageAccountName string
+
+@description('Container undeliverable events are written to (the topic\'s identity may write only there).')
+param deadLetterContainer string = 'deadletter'
+
 @description('Event subscription name.')
 param subscriptionName string = 'incoming-to-${triggerFunctionName}'
 
@@ -32,6 +38,10 @@ resource functionHost 'Microsoft.Web/sites/host@2024-04-01' existing = {
 
 resource systemTopic 'Microsoft.EventGrid/systemTopics@2025-02-15' existing = {
   name: systemTopicName
+}
+
+resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
+  name: storageAccountName
 }
 
 var webhookBase = 'https://${app.properties.defaultHostName}/runtime/webhooks/blobs'
@@ -60,6 +70,20 @@ resource subscription 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2025-
     retryPolicy: {
       maxDeliveryAttempts: 30
       eventTimeToLiveInMinutes: 1440
+    }
+    // An upload whose event could not be delivered (app down for a day, webhook refused) is kept
+    // here instead of silently dropped; re-POST it through the API to start its job.
+    deadLetterWithResourceIdentity: {
+      identity: {
+        type: 'SystemAssigned'
+      }
+      deadLetterDestination: {
+        endpointType: 'StorageBlob'
+        properties: {
+          resourceId: storage.id
+          blobContainerName: deadLetterContainer
+        }
+      }
     }
   }
 }

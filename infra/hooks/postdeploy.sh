@@ -15,7 +15,7 @@ set -eu
 
 . ./infra/hooks/common.sh
 
-require_env AZURE_RESOURCE_GROUP AZURE_FUNCTION_APP_NAME AZURE_EVENTGRID_SYSTEM_TOPIC_NAME
+require_env AZURE_RESOURCE_GROUP AZURE_FUNCTION_APP_NAME AZURE_EVENTGRID_SYSTEM_TOPIC_NAME AZURE_STORAGE_ACCOUNT_NAME
 require_az
 
 rg=$AZURE_RESOURCE_GROUP
@@ -40,6 +40,7 @@ retry 300 az deployment group create --only-show-errors -g "$rg" \
   --template-file ./infra/hooks/eventgrid-subscription.bicep \
   --parameters functionAppName="$app" \
                systemTopicName="$AZURE_EVENTGRID_SYSTEM_TOPIC_NAME" \
+               storageAccountName="$AZURE_STORAGE_ACCOUNT_NAME" \
                triggerFunctionName="$trigger" \
   -o none || die "could not create the Event Grid subscription (see the deployment in the portal)"
 log "uploads to the incoming container now start jobs"

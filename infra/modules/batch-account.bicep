@@ -4,6 +4,8 @@
 //   - Entra ID only: allowedAuthenticationModes has no SharedKey, so the account keys are useless
 //   - auto-storage without keys: Batch reaches it with its own user-assigned identity, and compute
 //     nodes download application packages with the pool identity (nodeIdentityReference)
+//   - with vnetEnabled: no public endpoint; the app and the nodes reach the account through its
+//     private endpoints (network.bicep), and auto-storage denies by default
 // Diagnostic logs and metrics go to Log Analytics. The GPU pool itself lives in infra/batch/pool.bicep.
 
 @description('Azure region.')
@@ -40,12 +42,22 @@ param applicationName string = 'stylebatch'
 @description('Log Analytics workspace for the account\'s diagnostic logs; empty to skip.')
 param logAnalyticsId string = ''
 
+@description('Private networking: no public endpoint on the account; auto-storage denies by default.')
+param vnetEnabled bool = false
+
+@description('With vnetEnabled: public IP ranges allowed into auto-storage (where `azd provision` publishes the application package from).')
+param allowedIpRanges array = []
+
 var roles = {
   storageBlobDataContributor: 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
   storageBlobDataReader: '2a2b9908-6ea1-4ae2-8e65-a410df84e7d1'
 }
 
 resource autoStorage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
+  //checkov:skip=CKV_AZURE_206:holds only application packages, republished by azd provision; LRS is enough
+  //checkov:skip=CKV_AZURE_59:the deployer publishes application packages from outside Azure; Entra ID only, deny-by-default ACL with vnetEnabled
+  //checkov:skip=CKV_AZURE_35:vnetEnabled=false only: without a VNet nodes reach it over the internet (Entra ID only); Deny with vnetEnabled=true
+  //checkov:skip=CKV_AZURE_43:name is a parameter; main.bicep builds it from lower-case letters and digits (3-24)
   name: autoStorageName
   location: location
   tags: tags
@@ -62,6 +74,24 @@ resource autoStorage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
     minimumTlsVersion: 'TLS1_2'
     supportsHttpsTrafficOnly: true
     publicNetworkAccess: 'Enabled'
+    networkAcls: {
+      defaultAction: vnetEnabled ? 'Deny' : 'Allow'
+      bypass: 'AzureServices'
+      ipRules: [for range in (vnetEnabled ? allowedIpRanges : []): {
+        value: range
+        action: 'Allow'
+      }]
+    }
+    encryption: {
+      keySource: 'Microsoft.Storage'
+      // Takes effect only when the account is created.
+      requireInfrastructureEncryption: true
+      services: {
+        blob: {
+          enabled: true
+        }
+      }
+    }
   }
 }
 
@@ -91,6 +121,7 @@ resource nodesReadAutoStorage 'Microsoft.Authorization/roleAssignments@2022-04-0
 }
 
 resource batchAccount 'Microsoft.Batch/batchAccounts@2024-07-01' = {
+  //checkov:skip=CKV_AZURE_76:Microsoft-managed keys; customer-managed keys need a Key Vault and key rotation this template does not run
   name: name
   location: location
   tags: tags
@@ -108,7 +139,7 @@ resource batchAccount 'Microsoft.Batch/batchAccounts@2024-07-01' = {
       'AAD'
       'TaskAuthenticationToken'
     ]
-    publicNetworkAccess: 'Enabled'
+    publicNetworkAccess: vnetEnabled ? 'Disabled' : 'Enabled'
     autoStorage: {
       storageAccountId: autoStorage.id
       authenticationMode: 'BatchAccountManagedIdentity'

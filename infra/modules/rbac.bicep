@@ -1,24 +1,32 @@
-// Role assignments for stylebatch's identities: least privilege, narrowest scope that works.
+// Role assignments for stylebatch: least privilege at the narrowest scope that works. The table of
+// identities x roles x scopes is in docs/security.md; tests/infra/test_role_table.py reads this
+// file and checks it against that table.
 //
-// Function app identity:
-//   - Storage Blob Data Owner on the data account: AzureWebJobsStorage (host leases, Durable
-//     blobs), the app's containers, and user-delegation keys for the short-lived SAS URLs the app
-//     gives Batch tasks (shared/storage.py).
-//   - Storage Queue Data Contributor + Storage Table Data Contributor: Durable Functions task hub.
-//   - Azure Batch Job Submitter on the Batch account: create/terminate/delete jobs and tasks, read
-//     pools and application packages. It cannot change pools or the account.
-//   - Monitoring Metrics Publisher on Application Insights: Entra ID telemetry ingestion.
-//   No Managed Identity Operator: the app never assigns the pool identity (the pool is infra);
-//   tasks only name it in identity references, which needs no ARM permission.
-// Pool (node) identity, container scopes only:
-//   - Storage Blob Data Reader on each of readerContainers (styles, models, work)
-//   - Storage Blob Data Contributor on each of writerContainers (work, models: chunk outputs and
-//     trained fast models). Nothing on incoming/outgoing.
-// Deployer (azd's AZURE_PRINCIPAL_ID), optional: Storage Blob Data Contributor on the data account,
-//   so the postprovision hook and `az storage blob upload --auth-mode login` work without keys.
+// Function app identity
+//   host account (no user data): Blob Data Contributor, Queue Data Contributor, Table Data
+//     Contributor - AzureWebJobsStorage, the Durable task hub, the deployment package. (Blob Data
+//     Owner would add only ACL and ownership rights, which need a hierarchical namespace.)
+//   data account: Storage Blob Delegator (account) - user delegation keys for the per-blob SAS
+//     URLs it gives Batch tasks; a user delegation SAS grants at most what its signer holds, so
+//     the container roles below bound every SAS too. Per container:
+//       incoming Reader (probe, split, stitch read the upload; the input is never changed)
+//       styles Reader, models Contributor (training tasks write models/<style>.pt),
+//       work Contributor (chunks, intermediates, cleanup), outgoing Contributor (results).
+//     The blob trigger's poison queue: Queue Data Contributor on that queue only.
+//   Batch account: Azure Batch Job Submitter. Application Insights: Monitoring Metrics Publisher.
+// Pool (node) identity: no role on the data account at all. Tasks carry a SAS for each of their
+//   own blobs (shared/batch/azure.py); nodes read application packages from the Batch account's
+//   auto-storage with it (batch-account.bicep).
+// Event Grid system topic: Blob Data Contributor on the `deadletter` container only.
+// Uploaders (uploadersPrincipalId, e.g. an Entra group) and the deployer: Blob Data Contributor on
+//   `incoming`, Reader on `outgoing`. The deployer also seeds `styles` and `models`
+//   (infra/hooks/postprovision.sh): Contributor on those two.
 
 @description('Data storage account name.')
 param storageAccountName string
+
+@description('Host storage account name (AzureWebJobsStorage + deployment package).')
+param hostStorageAccountName string
 
 @description('Batch account name.')
 param batchAccountName string
@@ -29,21 +37,11 @@ param applicationInsightsName string
 @description('Principal id of the Function app identity.')
 param functionPrincipalId string
 
-@description('Principal id of the pool (node) identity.')
-param poolPrincipalId string
+@description('Principal id of the Event Grid system topic (dead-letter writer).')
+param eventGridPrincipalId string
 
-@description('Containers the compute nodes may read.')
-param readerContainers array = [
-  'styles'
-  'models'
-  'work'
-]
-
-@description('Containers the compute nodes may write.')
-param writerContainers array = [
-  'work'
-  'models'
-]
+@description('Name of the blob trigger\'s poison queue on the data account.')
+param poisonQueueName string
 
 @description('Object id of the person or service principal running azd; empty to skip.')
 param deployerPrincipalId string = ''
@@ -56,19 +54,126 @@ param deployerPrincipalId string = ''
 ])
 param deployerPrincipalType string = 'User'
 
+@description('Object id of who may upload videos (an Entra group, typically); empty to skip.')
+param uploadersPrincipalId string = ''
+
+@description('Kind of the uploaders principal.')
+@allowed([
+  'User'
+  'ServicePrincipal'
+  'Group'
+])
+param uploadersPrincipalType string = 'Group'
+
 // Built-in role definition ids (the same in every tenant).
 var roles = {
-  storageBlobDataOwner: 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
   storageBlobDataContributor: 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
   storageBlobDataReader: '2a2b9908-6ea1-4ae2-8e65-a410df84e7d1'
+  storageBlobDelegator: 'db58b8e5-c6ad-4a2a-8342-4190687cbf4a'
   storageQueueDataContributor: '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
   storageTableDataContributor: '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
   azureBatchJobSubmitter: '48e5e92e-a480-4e71-aa9c-2778f4c13781'
   monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb'
 }
 
-var functionStorageRoles = [
-  roles.storageBlobDataOwner
+// Every role on a data container: who, which role, which container, why.
+var serviceGrants = [
+  {
+    principalId: functionPrincipalId
+    principalType: 'ServicePrincipal'
+    role: roles.storageBlobDataReader
+    container: 'incoming'
+    why: 'app reads uploads'
+  }
+  {
+    principalId: functionPrincipalId
+    principalType: 'ServicePrincipal'
+    role: roles.storageBlobDataReader
+    container: 'styles'
+    why: 'app reads style images and signs read SAS for them'
+  }
+  {
+    principalId: functionPrincipalId
+    principalType: 'ServicePrincipal'
+    role: roles.storageBlobDataContributor
+    container: 'models'
+    why: 'app signs the SAS training tasks write models with'
+  }
+  {
+    principalId: functionPrincipalId
+    principalType: 'ServicePrincipal'
+    role: roles.storageBlobDataContributor
+    container: 'work'
+    why: 'app writes chunks, signs task SAS, deletes intermediates'
+  }
+  {
+    principalId: functionPrincipalId
+    principalType: 'ServicePrincipal'
+    role: roles.storageBlobDataContributor
+    container: 'outgoing'
+    why: 'app writes results'
+  }
+  {
+    principalId: eventGridPrincipalId
+    principalType: 'ServicePrincipal'
+    role: roles.storageBlobDataContributor
+    container: 'deadletter'
+    why: 'Event Grid keeps undeliverable events'
+  }
+]
+
+var uploaderGrants = [
+  {
+    principalId: uploadersPrincipalId
+    principalType: uploadersPrincipalType
+    role: roles.storageBlobDataContributor
+    container: 'incoming'
+    why: 'uploaders upload videos'
+  }
+  {
+    principalId: uploadersPrincipalId
+    principalType: uploadersPrincipalType
+    role: roles.storageBlobDataReader
+    container: 'outgoing'
+    why: 'uploaders download results'
+  }
+]
+
+var deployerGrants = [
+  {
+    principalId: deployerPrincipalId
+    principalType: deployerPrincipalType
+    role: roles.storageBlobDataContributor
+    container: 'incoming'
+    why: 'deployer uploads videos'
+  }
+  {
+    principalId: deployerPrincipalId
+    principalType: deployerPrincipalType
+    role: roles.storageBlobDataReader
+    container: 'outgoing'
+    why: 'deployer downloads results'
+  }
+  {
+    principalId: deployerPrincipalId
+    principalType: deployerPrincipalType
+    role: roles.storageBlobDataContributor
+    container: 'styles'
+    why: 'deployer seeds style images'
+  }
+  {
+    principalId: deployerPrincipalId
+    principalType: deployerPrincipalType
+    role: roles.storageBlobDataContributor
+    container: 'models'
+    why: 'deployer seeds fast models'
+  }
+]
+
+var containerGrants = concat(serviceGrants, empty(uploadersPrincipalId) ? [] : uploaderGrants, empty(deployerPrincipalId) ? [] : deployerGrants)
+
+var hostRoles = [
+  roles.storageBlobDataContributor
   roles.storageQueueDataContributor
   roles.storageTableDataContributor
 ]
@@ -82,6 +187,20 @@ resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01'
   name: 'default'
 }
 
+resource queueService 'Microsoft.Storage/storageAccounts/queueServices@2023-05-01' existing = {
+  parent: storage
+  name: 'default'
+}
+
+resource poisonQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' existing = {
+  parent: queueService
+  name: poisonQueueName
+}
+
+resource hostStorage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
+  name: hostStorageAccountName
+}
+
 resource batchAccount 'Microsoft.Batch/batchAccounts@2024-07-01' existing = {
   name: batchAccountName
 }
@@ -90,15 +209,56 @@ resource applicationInsights 'Microsoft.Insights/components@2020-02-02' existing
   name: applicationInsightsName
 }
 
-// --- Function app identity ------------------------------------------------------------------
+// --- data containers ------------------------------------------------------------------------
 
-resource functionStorage 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for role in functionStorageRoles: {
-  name: guid(storage.id, functionPrincipalId, role)
+resource grantedContainers 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' existing = [for grant in containerGrants: {
+  parent: blobService
+  name: grant.container
+}]
+
+resource containerRoles 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for (grant, i) in containerGrants: {
+  name: guid(grantedContainers[i].id, grant.principalId, grant.role)
+  scope: grantedContainers[i]
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', grant.role)
+    principalId: grant.principalId
+    principalType: grant.principalType
+    description: 'stylebatch: ${grant.why}'
+  }
+}]
+
+// --- Function app identity: the rest --------------------------------------------------------
+
+resource functionDelegator 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(storage.id, functionPrincipalId, roles.storageBlobDelegator)
   scope: storage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageBlobDelegator)
+    principalId: functionPrincipalId
+    principalType: 'ServicePrincipal'
+    description: 'stylebatch app gets user delegation keys for per-blob task SAS'
+  }
+}
+
+resource functionPoisonQueue 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(poisonQueue.id, functionPrincipalId, roles.storageQueueDataContributor)
+  scope: poisonQueue
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageQueueDataContributor)
+    principalId: functionPrincipalId
+    principalType: 'ServicePrincipal'
+    description: 'stylebatch blob trigger parks blobs it gave up on'
+  }
+}
+
+resource functionHost 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for role in hostRoles: {
+  name: guid(hostStorage.id, functionPrincipalId, role)
+  scope: hostStorage
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', role)
     principalId: functionPrincipalId
     principalType: 'ServicePrincipal'
+    description: 'stylebatch Functions host storage, Durable task hub, deployment package'
   }
 }]
 
@@ -121,52 +281,5 @@ resource functionTelemetry 'Microsoft.Authorization/roleAssignments@2022-04-01' 
     principalId: functionPrincipalId
     principalType: 'ServicePrincipal'
     description: 'stylebatch app sends telemetry with Entra ID'
-  }
-}
-
-// --- Pool (node) identity: container scopes ---------------------------------------------------
-
-resource readableContainers 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' existing = [for container in readerContainers: {
-  parent: blobService
-  name: container
-}]
-
-resource poolReads 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for (container, i) in readerContainers: {
-  name: guid(readableContainers[i].id, poolPrincipalId, roles.storageBlobDataReader)
-  scope: readableContainers[i]
-  properties: {
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageBlobDataReader)
-    principalId: poolPrincipalId
-    principalType: 'ServicePrincipal'
-    description: 'Batch nodes read ${container}'
-  }
-}]
-
-resource writableContainers 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' existing = [for container in writerContainers: {
-  parent: blobService
-  name: container
-}]
-
-resource poolWrites 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for (container, i) in writerContainers: {
-  name: guid(writableContainers[i].id, poolPrincipalId, roles.storageBlobDataContributor)
-  scope: writableContainers[i]
-  properties: {
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageBlobDataContributor)
-    principalId: poolPrincipalId
-    principalType: 'ServicePrincipal'
-    description: 'Batch nodes write ${container}'
-  }
-}]
-
-// --- Deployer ---------------------------------------------------------------------------------
-
-resource deployerStorage 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(deployerPrincipalId)) {
-  name: guid(storage.id, deployerPrincipalId, roles.storageBlobDataContributor)
-  scope: storage
-  properties: {
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageBlobDataContributor)
-    principalId: deployerPrincipalId
-    principalType: deployerPrincipalType
-    description: 'azd user uploads styles, models and videos with --auth-mode login'
   }
 }

@@ -1,8 +1,13 @@
-// The stylebatch data storage account. One account holds:
-//   - the app's data containers : incoming, styles, models, work, outgoing
-//   - the Functions host storage (AzureWebJobsStorage: Durable task hub queues/tables, leases)
-//   - the Flex Consumption deployment container the platform reads the app package from
-// Security by default: no shared keys (Entra ID only), TLS 1.2, no anonymous blob access, HTTPS only.
+// The stylebatch data storage account: user data only, nothing the app runs from.
+//   - the app's data containers (incoming, styles, models, work, outgoing), each with its own
+//     role assignments (rbac.bicep): an uploader can write `incoming` and read `outgoing`, nothing else
+//   - `deadletter`: Event Grid's undeliverable BlobCreated events
+//   - the blob trigger's poison queue (the only queue here)
+// The Functions host storage and the deployment package live in another account
+// (host-storage.bicep), so whoever may upload a video cannot replace the app's code.
+// Security by default: no shared keys (Entra ID only), TLS 1.2, no anonymous blob access, HTTPS
+// only, infrastructure (double) encryption. With vnetEnabled the account denies every network
+// but its private endpoints (network.bicep) and allowedIpRanges.
 // A lifecycle rule deletes what the pipeline leaves in `work` after a few days.
 
 @description('Azure region.')
@@ -16,8 +21,20 @@ param tags object = {}
 @maxLength(24)
 param name string
 
-@description('Blob container the Flex Consumption app package is deployed to.')
-param deploymentContainerName string
+@description('Replication: zone-redundant by default (user uploads and results live here).')
+@allowed([
+  'Standard_ZRS'
+  'Standard_GRS'
+  'Standard_GZRS'
+  'Standard_LRS'
+])
+param skuName string = 'Standard_ZRS'
+
+@description('Private networking: deny every network except private endpoints and allowedIpRanges.')
+param vnetEnabled bool = false
+
+@description('With vnetEnabled: public IP ranges (CIDR) still allowed in, e.g. where uploads come from.')
+param allowedIpRanges array = []
 
 @description('Days after their last change that blobs in the `work` container are deleted.')
 @minValue(1)
@@ -34,7 +51,7 @@ param webOrigins array = []
 @description('Log Analytics workspace for blob write/delete audit logs; empty to skip.')
 param logAnalyticsId string = ''
 
-// The containers the app uses (the contract in docs/architecture.md).
+// The containers the app uses (the contract in docs/architecture.md), plus Event Grid's dead letters.
 var dataContainers = [
   'incoming'
   'styles'
@@ -42,14 +59,20 @@ var dataContainers = [
   'work'
   'outgoing'
 ]
+var deadLetterContainerName = 'deadletter'
+// The blob trigger writes blobs it gave up on to this queue of the trigger's own account.
+var poisonQueueName = 'webjobs-blobtrigger-poison'
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
+  //checkov:skip=CKV_AZURE_59:public endpoint only while vnetEnabled=false (uploads from anywhere, Entra ID only); vnetEnabled=true disables it
+  //checkov:skip=CKV_AZURE_206:zone-redundant (ZRS) by default; geo-replication is a cost choice, skuName accepts GRS and GZRS
+  //checkov:skip=CKV_AZURE_35:vnetEnabled=false only: without a VNet the app and uploaders reach it over the internet (Entra ID only); Deny with vnetEnabled=true
   name: name
   location: location
   tags: tags
   kind: 'StorageV2'
   sku: {
-    name: 'Standard_LRS'
+    name: skuName
   }
   properties: {
     accessTier: 'Hot'
@@ -60,22 +83,33 @@ resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
     allowCrossTenantReplication: false
     minimumTlsVersion: 'TLS1_2'
     supportsHttpsTrafficOnly: true
-    publicNetworkAccess: 'Enabled'
+    publicNetworkAccess: vnetEnabled && empty(allowedIpRanges) ? 'Disabled' : 'Enabled'
     networkAcls: {
-      // Reachable from the internet (Flex Consumption without a VNet, users uploading videos),
-      // but only with an Entra ID token that has a data role on the account or container.
-      defaultAction: 'Allow'
+      defaultAction: vnetEnabled ? 'Deny' : 'Allow'
       bypass: 'AzureServices'
+      ipRules: [for range in (vnetEnabled ? allowedIpRanges : []): {
+        value: range
+        action: 'Allow'
+      }]
     }
     encryption: {
       keySource: 'Microsoft.Storage'
-      requireInfrastructureEncryption: false
+      // Takes effect only when the account is created; an existing account keeps its setting.
+      requireInfrastructureEncryption: true
       services: {
         blob: {
           enabled: true
         }
         file: {
           enabled: true
+        }
+        queue: {
+          enabled: true
+          keyType: 'Account'
+        }
+        table: {
+          enabled: true
+          keyType: 'Account'
         }
       }
     }
@@ -116,12 +150,22 @@ resource containers 'Microsoft.Storage/storageAccounts/blobServices/containers@2
   }
 }]
 
-resource deploymentContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+resource deadLetterContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
   parent: blobService
-  name: deploymentContainerName
+  name: deadLetterContainerName
   properties: {
     publicAccess: 'None'
   }
+}
+
+resource queueService 'Microsoft.Storage/storageAccounts/queueServices@2023-05-01' = {
+  parent: storage
+  name: 'default'
+}
+
+resource poisonQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = {
+  parent: queueService
+  name: poisonQueueName
 }
 
 resource lifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2023-05-01' = {
@@ -190,6 +234,6 @@ output id string = storage.id
 output name string = storage.name
 output blobEndpoint string = storage.properties.primaryEndpoints.blob
 output queueEndpoint string = storage.properties.primaryEndpoints.queue
-output tableEndpoint string = storage.properties.primaryEndpoints.table
-output deploymentContainerName string = deploymentContainer.name
 output containerNames array = dataContainers
+output deadLetterContainerName string = deadLetterContainer.name
+output poisonQueueName string = poisonQueue.name

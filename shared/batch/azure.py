@@ -9,10 +9,12 @@ docs/azure-batch.md. Uses ``azure-batch`` 15.x (``BatchClient``, REST api-versio
   in bulk (``create_tasks``: 100 per request, "already exists" counts as added), so a retried
   ``submit`` is idempotent — task ids derive from the chunk index and the attempt;
 - **tasks**: the chunk/training command line, run through the node launcher that the pool's
-  start task installs (``infra/batch/run.sh``: node venv + the code's application package);
-  ``ResourceFile``\\ s by URL with the pool's node identity (``BATCH_NODE_IDENTITY``) or with
-  a read-only SAS scoped to each blob; ``OutputFile``\\ s to ``work/…`` on success and the
-  std streams always, with the node identity or a create/write-only container SAS;
+  start task installs (``infra/batch/run.sh``: node venv + the code's application package),
+  as a task-scoped non-admin user (no task can touch another task's files on the node);
+  **a task holds nothing but its own blobs**: each ``ResourceFile`` is a read-only SAS for that
+  one blob, each ``OutputFile`` a create/write-only SAS for that one blob (on the container URL
+  Batch asks for), https-only in Azure, living the task's wall-clock limit plus
+  ``SAS_SLACK_MINUTES``. The pool identity has no data role at all (infra/modules/rbac.bicep);
   a wall-clock limit, a retention time, and **no Batch-level retries**: Batch retries every
   non-zero exit, so it would retry exit code 2 (bad input). The orchestrator owns retries:
   it resubmits a failed chunk as a new attempt (new task id, fresh SAS, its own logs) up to
@@ -147,8 +149,7 @@ class AzureBatchBackend:
         self._ensure_job(job_id)
         if not tasks:
             return
-        destinations: dict[str, str] = {}  # container -> URL (with SAS), one per call
-        options = [self.task_options(t, destinations) for t in tasks]
+        options = [self.task_options(t) for t in tasks]
         # Several requests in parallel for big jobs: the SDK sends 100 tasks per request.
         requests = math.ceil(len(options) / 100)
         try:
@@ -217,11 +218,10 @@ class AzureBatchBackend:
             log.warning("Batch job %s runs on pool %s, not %s (BATCH_POOL_ID changed?)",
                         job_id, pool, s.batch_pool_id)
 
-    def task_options(self, spec: TaskSpec, destinations: dict[str, str] | None = None
-                     ) -> m.BatchTaskCreateOptions:
+    def task_options(self, spec: TaskSpec) -> m.BatchTaskCreateOptions:
         """The Batch task for a TaskSpec (public so tests and tools can inspect it)."""
         s = self.settings
-        destinations = {} if destinations is None else destinations
+        ttl = self.sas_ttl(spec)
         env = {"PYTHONUNBUFFERED": "1", **spec.env}  # frame events reach stdout.txt at once
         label = f"{spec.kind} {spec.chunk}" if spec.kind == "chunk" else spec.kind
         apps = []
@@ -232,8 +232,8 @@ class AzureBatchBackend:
             id=spec.id,
             display_name=f"{label} ({spec.frames} frames)" if spec.frames else label,
             command_line=self.command_line(spec),
-            resource_files=[self._resource_file(rf) for rf in spec.resource_files],
-            output_files=[self._output_file(of, spec, destinations) for of in spec.output_files],
+            resource_files=[self._resource_file(rf, ttl) for rf in spec.resource_files],
+            output_files=[self._output_file(of, ttl) for of in spec.output_files],
             environment_settings=[m.EnvironmentSetting(name=k, value=v)
                                   for k, v in sorted(env.items())],
             constraints=m.BatchTaskConstraints(
@@ -241,8 +241,10 @@ class AzureBatchBackend:
                 retention_time=timedelta(minutes=s.batch_task_retention_minutes),
                 # Retries belong to the orchestrator (see the module docstring).
                 max_task_retry_count=0),
+            # Its own user per task: a task exploited through a hostile bitstream cannot read or
+            # change what other tasks on the node left behind.
             user_identity=m.UserIdentity(auto_user=m.AutoUserSpecification(
-                scope="pool", elevation_level="nonadmin")),
+                scope="task", elevation_level="nonadmin")),
             application_package_references=apps or None,
             required_slots=1,
         )
@@ -260,38 +262,27 @@ class AzureBatchBackend:
             return f"/bin/bash -c 'exec \"{NODE_LAUNCHER}\" --app {app_var} {words}'"
         return " ".join(_plain_word(a) for a in argv)
 
-    def _resource_file(self, rf: ResourceFile) -> m.ResourceFile:
-        s = self.settings
-        if s.batch_node_identity:
-            return m.ResourceFile(
-                http_url=self.store.blob(rf.blob.container, rf.blob.name).url, file_path=rf.path,
-                identity_reference=m.BatchNodeIdentityReference(resource_id=s.batch_node_identity))
-        # Read-only, one blob, short-lived. A task that waits in the queue longer than the SAS
-        # lives fails its download (Batch does not retry that) and is resubmitted with a new SAS.
-        url = self.store.blob_sas_url(rf.blob.container, rf.blob.name,
-                                      ttl=timedelta(minutes=s.sas_ttl_minutes))
+    def sas_ttl(self, spec: TaskSpec) -> timedelta:
+        """How long a task's SAS URLs live: its own wall-clock limit plus the slack for waiting
+        for a node and clock skew. A task still queued after that fails its download (Batch
+        does not retry it) and the orchestrator resubmits it with fresh URLs."""
+        return timedelta(seconds=spec.max_wall_s, minutes=self.settings.sas_slack_minutes)
+
+    def _resource_file(self, rf: ResourceFile, ttl: timedelta) -> m.ResourceFile:
+        url = self.store.blob_sas_url(rf.blob.container, rf.blob.name, ttl=ttl)
         return m.ResourceFile(http_url=url, file_path=rf.path)
 
-    def _output_file(self, of: OutputFile, spec: TaskSpec, destinations: dict[str, str]
-                     ) -> m.OutputFile:
-        s = self.settings
+    def _output_file(self, of: OutputFile, ttl: timedelta) -> m.OutputFile:
         if of.when not in _UPLOAD_CONDITION:
             raise ValueError(f"output file {of.path}: when must be success or always")
-        identity = None
-        if s.batch_node_identity:
-            url = self.store.service.get_container_client(of.blob.container).url
-            identity = m.BatchNodeIdentityReference(resource_id=s.batch_node_identity)
-        else:
-            if of.blob.container not in destinations:
-                # Create/write only, no read/list/delete; it must outlive queueing + running.
-                ttl = timedelta(minutes=s.sas_ttl_minutes, seconds=spec.max_wall_s)
-                destinations[of.blob.container] = self.store.container_write_sas_url(
-                    of.blob.container, ttl=ttl)
-            url = destinations[of.blob.container]
+        # Batch wants a container URL and a path; the SAS on it is scoped to that one blob
+        # (storage checks a signature against the blob actually written), create/write only.
+        token = self.store.blob_sas_token(of.blob.container, of.blob.name, write=True, ttl=ttl)
+        url = f"{self.store.service.get_container_client(of.blob.container).url}?{token}"
         return m.OutputFile(
             file_pattern=_STD_STREAMS.get(of.path, of.path),
             destination=m.OutputFileDestination(container=m.OutputFileBlobContainerDestination(
-                container_url=url, path=of.blob.name, identity_reference=identity)),
+                container_url=url, path=of.blob.name)),
             upload_options=m.OutputFileUploadConfiguration(
                 upload_condition=_UPLOAD_CONDITION[of.when]))
 
@@ -407,8 +398,8 @@ class AzureBatchBackend:
             text += f" ({details})"
         if code in ("BlobAccessDenied", "BlobNotFound", "BlobDownloadMiscError"):
             text = "could not download an input: " + text
-            if code == "BlobAccessDenied" and not self.settings.batch_node_identity:
-                text += "; the SAS may have expired while the task waited (SAS_TTL_MINUTES)"
+            if code == "BlobAccessDenied":
+                text += "; the SAS may have expired while the task waited (SAS_SLACK_MINUTES)"
         return text
 
     def _stderr_reason(self, task: m.BatchTask) -> str | None:

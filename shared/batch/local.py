@@ -82,7 +82,8 @@ class LocalBatchBackend:
         with cls._shared_lock:
             if key not in cls._shared:
                 cls._shared[key] = cls(store, slots=settings.local_batch_slots,
-                                       sas_ttl=timedelta(minutes=settings.sas_ttl_minutes))
+                                       sas_ttl=timedelta(seconds=settings.task_max_wall_s,
+                                                         minutes=settings.sas_slack_minutes))
             return cls._shared[key]
 
     # -- BatchBackend -------------------------------------------------------------------------

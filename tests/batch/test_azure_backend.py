@@ -11,7 +11,10 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+import urllib.error
 import urllib.parse
+import urllib.request
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -32,8 +35,6 @@ from tests.batch.conftest import azure_settings, chunk_spec
 from tests.batch.fake_batch_api import FakeBatchService, Outcome, subprocess_executor, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
-POOL_IDENTITY = ("/subscriptions/0000/resourceGroups/rg/providers/"
-                 "Microsoft.ManagedIdentity/userAssignedIdentities/id-pool")
 
 
 def states(backend: AzureBatchBackend, job: str) -> dict[str, TaskState]:
@@ -83,7 +84,7 @@ def test_job_and_tasks_carry_files_constraints_and_command(make_backend, fake, b
         "--warm-steps 6'")
     assert task["applicationPackageReferences"] == [
         {"applicationId": "stylebatch", "version": "1.2.0"}]
-    assert task["userIdentity"] == {"autoUser": {"scope": "pool", "elevationLevel": "nonadmin"}}
+    assert task["userIdentity"] == {"autoUser": {"scope": "task", "elevationLevel": "nonadmin"}}
     assert {"name": "PYTHONUNBUFFERED", "value": "1"} in task["environmentSettings"]
     # Constraints: wall clock from the spec, no Batch retries (exit 2 must not be retried).
     assert _seconds(task["constraints"]["maxWallClockTime"]) == 900
@@ -99,7 +100,8 @@ def test_job_and_tasks_carry_files_constraints_and_command(make_backend, fake, b
     assert sas["sp"] == "r" and sas["sr"] == "b"
     assert "identityReference" not in by_path["chunk.mkv"]
 
-    # Output files: result on success, std streams always, to a create/write-only SAS.
+    # Output files: result on success, std streams always, each to a create/write-only SAS
+    # for that one blob.
     outs = {of["filePattern"]: of for of in task["outputFiles"]}
     assert set(outs) == {"out.mkv", "../stdout.txt", "../stderr.txt"}
     assert outs["out.mkv"]["uploadOptions"]["uploadCondition"] == "tasksuccess"
@@ -108,7 +110,9 @@ def test_job_and_tasks_carry_files_constraints_and_command(make_backend, fake, b
     assert dest["path"] == f"{job_id}/stylized/00003.mkv"
     assert urllib.parse.urlparse(dest["containerUrl"]).path.endswith("/work")
     out_sas = sas_params(dest["containerUrl"])
-    assert set(out_sas["sp"]) == {"c", "w"} and out_sas["sr"] == "c"
+    assert set(out_sas["sp"]) == {"c", "w"} and out_sas["sr"] == "b"
+    assert sas_params(outs["../stdout.txt"]["destination"]["container"]["containerUrl"])["sig"] \
+        != out_sas["sig"]
     assert outs["../stdout.txt"]["destination"]["container"]["path"] == \
         f"{job_id}/logs/chunk-00003-a1.stdout.txt"
 
@@ -121,30 +125,82 @@ def test_job_and_tasks_carry_files_constraints_and_command(make_backend, fake, b
     assert b'"event": "done"' in stdout
 
 
-def test_node_identity_instead_of_sas(make_backend, fake, batch_store, batch_azurite, job_id):
-    backend = make_backend(batch_node_identity=POOL_IDENTITY)
-    # The pool's identity, as the fake's nodes use it: full access through the account key.
-    fake.identities[POOL_IDENTITY] = BlobServiceClient.from_connection_string(
-        batch_azurite.connection_string)
+def _put(url: str) -> int:
+    """HTTP status of a block-blob PUT to ``url`` (Azurite checks the SAS like Azure does)."""
+    req = urllib.request.Request(url, data=b"evil", method="PUT", headers={
+        "x-ms-blob-type": "BlockBlob", "x-ms-version": "2021-08-06", "Content-Length": "4"})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def _get(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=30) as resp:
+            return resp.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def test_a_task_can_touch_only_its_own_blobs(make_backend, fake, batch_store, job_id):
+    """Every URL a task carries works for its own blob only: its output SAS cannot write
+    another job's chunk, another chunk of its job, the shared model or its own inputs, nor
+    read anything; its input SAS cannot write. Azurite enforces SAS like Azure Storage."""
+    other_job = f"{job_id}x"
+    batch_store.write_bytes("work", f"{other_job}/stylized/00003.mkv", b"theirs")
+    backend = make_backend(task_max_wall_s=900, sas_slack_minutes=10)
+    spec = chunk_spec(job_id, 3, store=batch_store, max_wall_s=900)
+    backend.submit(job_id, [spec])
+    task = fake.task(job_id, "chunk-00003-a1")
+    outs = {of["filePattern"]: of["destination"]["container"] for of in task["outputFiles"]}
+    base, _, sas = outs["out.mkv"]["containerUrl"].partition("?")
+    own = f"{base}/{job_id}/stylized/00003.mkv?{sas}"
+    for victim in (f"{other_job}/stylized/00003.mkv",   # another job's result chunk
+                   f"{job_id}/stylized/00004.mkv",       # another chunk of this job
+                   f"{job_id}/chunks/00003.mkv",         # its own input
+                   f"{job_id}/logs/chunk-00003-a1.stdout.txt"):  # its other output
+        assert _put(f"{base}/{victim}?{sas}") == 403, victim
+    assert _put(f"{base.rsplit('/', 1)[0]}/models/mosaic.pt?{sas}") == 403
+    assert _get(own) == 403  # create/write only: not even its own output can be read back
+    assert _put(own) == 201
+    inputs = {rf["filePath"]: rf["httpUrl"] for rf in task["resourceFiles"]}
+    assert _get(inputs["chunk.mkv"]) == 200
+    assert _put(inputs["chunk.mkv"]) == 403
+    assert batch_store.read_bytes("work", f"{other_job}/stylized/00003.mkv") == b"theirs"
+
+    # Lifetime: the task's own limit plus the slack (and the 5-minute start skew), no more.
+    params = sas_params(inputs["chunk.mkv"])
+    st, se = (datetime.fromisoformat(params[k].replace("Z", "+00:00")) for k in ("st", "se"))
+    assert timedelta(minutes=24) < se - st <= timedelta(minutes=30)
+    assert "spr" not in params  # Azurite is plain http; see the https test below
+
+
+def test_sas_demands_https_on_an_https_account():
+    from shared.settings import AZURITE_ACCOUNT, AZURITE_KEY
+    from shared.storage import BlobStore
+
+    service = BlobServiceClient(f"https://{AZURITE_ACCOUNT}.blob.core.windows.net",
+                                credential={"account_name": AZURITE_ACCOUNT,
+                                            "account_key": AZURITE_KEY})
+    store = BlobStore(service, account_key=AZURITE_KEY)
+    for write in (False, True):
+        params = sas_params("?" + store.blob_sas_token("work", "j/x.mkv", write=write))
+        assert params["spr"] == "https" and params["sr"] == "b"
+
+
+def test_no_task_names_the_pool_identity(make_backend, fake, batch_store, job_id):
+    """The pool identity has no data role: no resource or output file may rely on it."""
+    backend = make_backend()
     backend.submit(job_id, [chunk_spec(job_id, 0, store=batch_store)])
     task = fake.task(job_id, "chunk-00000-a1")
     for rf in task["resourceFiles"]:
-        assert "?" not in rf["httpUrl"]  # no SAS: the node identity reads the blob
-        assert rf["identityReference"] == {"resourceId": POOL_IDENTITY}
+        assert "identityReference" not in rf and "sig" in sas_params(rf["httpUrl"])
     for of in task["outputFiles"]:
         dest = of["destination"]["container"]
-        assert "?" not in dest["containerUrl"]
-        assert dest["identityReference"] == {"resourceId": POOL_IDENTITY}
+        assert "identityReference" not in dest and "sig" in sas_params(dest["containerUrl"])
     wait_states(backend, job_id, {"chunk-00000-a1": "succeeded"})
-    assert batch_store.read_bytes("work", f"{job_id}/stylized/00000.mkv") == b"chunk 0"
-
-    # A pool that lacks the identity cannot read the inputs: a clear, non-retried failure.
-    del fake.identities[POOL_IDENTITY]
-    backend.submit(job_id, [chunk_spec(job_id, 1, store=batch_store)])
-    failed = wait_states(backend, job_id, {"chunk-00001-a1": "failed"})["chunk-00001-a1"]
-    assert failed.exit_code is None
-    assert "could not download an input" in failed.error
-    assert "BlobAccessDenied" in failed.error
 
 
 def test_command_line_runs_through_the_real_launcher(batch_azurite, batch_store, job_id,
