@@ -112,17 +112,25 @@ def status_from_orchestration(status: df.DurableOrchestrationStatus) -> dict[str
 @bp.route(route="jobs/{id}", methods=["GET"])
 @bp.durable_client_input(client_name="client")
 async def get_job(req: func.HttpRequest, client: Client) -> func.HttpResponse:
+    _, body, refused = await visible_job(req, client)
+    return refused or _json(body)
+
+
+async def visible_job(req: func.HttpRequest, client: Client
+                      ) -> tuple[str, dict[str, Any] | None, func.HttpResponse | None]:
+    """The route's job as its status JSON, if this caller may see it: (id, body, None), or
+    (id, None, the response that refuses it: 400 bad id, 401/403 caller, 404 not found)."""
     job_id, invalid = _route_job_id(req)
     if invalid:
-        return invalid
+        return job_id, None, invalid
     caller, denied = _caller(req)
     if denied:
-        return denied
+        return job_id, None, denied
     status = await client.get_status(job_id, show_input=True)
     body = status_from_orchestration(status) if status else None
     if body is None or not caller.may_see(body.get("caller")):
-        return _error(404, f"no job with id {job_id}")
-    return _json(body)
+        return job_id, None, _error(404, f"no job with id {job_id}")
+    return job_id, body, None
 
 
 @bp.route(route="jobs", methods=["GET"])

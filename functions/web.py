@@ -29,7 +29,7 @@ from urllib.parse import quote
 import azure.durable_functions as df
 import azure.functions as func
 
-from functions.api import _caller, _error, _json, _route_job_id, status_from_orchestration
+from functions.api import _caller, _error, _json, visible_job
 from functions.starter import resolve_style
 from shared.jobs import (
     INCOMING,
@@ -177,16 +177,9 @@ async def web_upload(req: func.HttpRequest) -> func.HttpResponse:
 @bp.durable_client_input(client_name="client")
 async def web_links(req: func.HttpRequest, client: df.DurableOrchestrationClient
                     ) -> func.HttpResponse:
-    caller, denied = _caller(req)
-    if denied:
-        return denied
-    job_id, invalid = _route_job_id(req)
-    if invalid:
-        return invalid
-    status = await client.get_status(job_id, show_input=True)
-    body = status_from_orchestration(status) if status else None
-    if body is None or not caller.may_see(body.get("caller")):
-        return _error(404, f"no job with id {job_id}")
+    job_id, body, refused = await visible_job(req, client)
+    if refused:
+        return refused
     if body["state"] != "completed":
         return _error(409, f"job {job_id} is {body['state']}: it has no result yet")
     store = get_store(get_settings())
