@@ -69,8 +69,10 @@ def _parser() -> argparse.ArgumentParser:
     st.add_argument("--no-temporal", dest="temporal", action="store_false",
                     help="skip the temporal stage (each frame blended towards the previous "
                          "output warped by the source's motion; default: on)")
-    st.add_argument("--temporal-weight", type=float, default=StylizeConfig.temporal_weight,
-                    help="temporal stage: share of the warped previous output kept")
+    st.add_argument("--temporal-weight", type=float, default=None,
+                    help="temporal stage: share of the warped previous output kept (default: "
+                         f"{Settings.temporal_weight_fast} for fast, {Settings.temporal_weight} "
+                         "for gatys)")
     st.add_argument("--lead-in", default=None,
                     help="the previous chunk of the same video: its last frames are scored "
                          "first and dropped, so this chunk starts where that one ends")

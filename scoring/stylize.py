@@ -41,6 +41,7 @@ from scoring.events import emit
 from scoring.images import BadInputError, load_image, resize, working_size
 from scoring.temporal import TemporalConfig, TemporalStage
 from scoring.video_io import EncodeOptions, FrameReader, FrameWriter, probe
+from shared.settings import Settings
 from shared.video import VideoError, frame_timestamps, restamp
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -70,7 +71,7 @@ class StylizeConfig:
     queue_frames: int = 32  # bound of each pipeline queue, in frames
     quiet: bool = False  # no per-frame events
     temporal: bool = True  # the temporal stage after the model
-    temporal_weight: float = TemporalConfig.weight
+    temporal_weight: float | None = None  # None: the model's default (shared.settings)
     lead_in: str | None = None  # the previous chunk: its last frames warm the model up
     lead_in_frames: int = 0  # how many of them (0 = none)
     lead_out_frames: int = 0  # a successor follows: cross-fade this many last frames into it
@@ -178,7 +179,10 @@ def build_model(cfg: StylizeConfig, device: torch.device) -> tuple[FrameModel, i
 def _temporal(cfg: StylizeConfig) -> TemporalStage | None:
     if not cfg.temporal:
         return None
-    return TemporalStage(TemporalConfig(weight=cfg.temporal_weight))
+    weight = cfg.temporal_weight
+    if weight is None:
+        weight = Settings().temporal_weight_for(cfg.model)
+    return TemporalStage(TemporalConfig(weight=weight))
 
 
 def read_lead_in(cfg: StylizeConfig, width: int, height: int) -> list[np.ndarray]:

@@ -26,12 +26,13 @@ import torch.nn.functional as F
 
 from scoring import flow as flowlib
 from scoring.images import resize, to_frames, working_size
+from shared.settings import Settings
 
 
 @dataclass
 class TemporalConfig:
     enabled: bool = True
-    weight: float = 0.6  # share of the warped previous output kept on coherent pixels
+    weight: float = Settings.temporal_weight  # share of the warped previous output kept
     flow_side: int = 320  # flow is measured with the source's long side at most this
     cut_threshold: float = 0.3  # fewer coherent pixels than this: a scene cut, start afresh
     # mean abs difference (0-1) between a source frame and its warped predecessor: blended

@@ -271,7 +271,9 @@ def chunk_task(req: JobRequest, settings: Settings, chunk: Chunk, attempt: int,
                         "--lead-in-frames", str(settings.lead_in_frames)]
         if chunk.index < chunks_total - 1:
             command += ["--lead-out-frames", str(settings.lead_in_frames)]
-    if not settings.temporal_stage:
+    if settings.temporal_stage:
+        command += ["--temporal-weight", str(settings.temporal_weight_for(req.model))]
+    else:
         command.append("--no-temporal")
     if req.model == "gatys":
         command += ["--steps", str(req.options.get("steps", settings.gatys_steps)),

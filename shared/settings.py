@@ -56,6 +56,12 @@ class Settings:
     # and drops them (0 = chunks start cold); the temporal stage steadies every model's output.
     lead_in_frames: int = 8
     temporal_stage: bool = True
+    # Share of the previous output (warped along the source's motion) kept on pixels where the
+    # source moved coherently; the rest is the model's new frame, so a flicker decays as w**k.
+    # gatys' warm start already carries each frame on; the fast model paints every frame
+    # afresh and needs the stronger blend.
+    temporal_weight: float = 0.6
+    temporal_weight_fast: float = 0.85
     output_codec: str = "libx264"
     output_crf: int = 18
     output_preset: str = "medium"
@@ -92,6 +98,10 @@ class Settings:
     local_caller: str = ""
     admin_role: str = "stylebatch.admin"  # app role (token `roles` claim) that sees every job
     max_active_jobs_per_caller: int = 5  # unfinished API-started jobs one caller may have
+
+    def temporal_weight_for(self, model: str) -> float:
+        """The temporal stage's blend weight for a model (``fast`` has its own)."""
+        return self.temporal_weight_fast if model == "fast" else self.temporal_weight
 
 
 # Environment variable name for every field (upper-case field name), plus aliases.
@@ -146,6 +156,9 @@ def validate_settings(s: Settings) -> None:
         raise ValueError("FRAMES_PER_CHUNK must be at least 1")
     if s.max_chunk_attempts < 1:
         raise ValueError("MAX_CHUNK_ATTEMPTS must be at least 1")
+    for name in ("temporal_weight", "temporal_weight_fast"):
+        if not 0.0 <= getattr(s, name) < 1.0:
+            raise ValueError(f"{name.upper()} must be at least 0 and below 1")
     if s.max_active_jobs_per_caller < 1:
         raise ValueError("MAX_ACTIVE_JOBS_PER_CALLER must be at least 1")
     if s.sas_slack_minutes < 0:

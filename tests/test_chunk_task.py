@@ -11,8 +11,8 @@ from shared.settings import Settings
 from shared.video import Chunk
 
 
-def _task(settings: Settings, index: int, total: int = 3):
-    req = new_job_request("clip.mp4", '"0x1"', "swirl", "gatys", "2026-12-01T00:00:00Z")
+def _task(settings: Settings, index: int, total: int = 3, model: str = "gatys"):
+    req = new_job_request("clip.mp4", '"0x1"', "swirl", model, "2026-12-01T00:00:00Z")
     chunk = Chunk(index, index * 48, 48)
     return req, chunk_task(req, settings, chunk, 1, "swirl.jpg", total)
 
@@ -43,4 +43,15 @@ def test_first_and_last_chunks_have_no_neighbour_on_the_open_side():
 def test_settings_turn_lead_in_and_temporal_stage_off():
     _, task = _task(Settings(lead_in_frames=0, temporal_stage=False), 1)
     assert "--lead-in" not in task.command and "--lead-out-frames" not in task.command
-    assert "--no-temporal" in task.command
+    assert "--no-temporal" in task.command and "--temporal-weight" not in task.command
+
+
+def test_each_model_gets_its_own_temporal_weight_from_the_settings():
+    # the fast model paints every frame afresh: a stronger blend than gatys' warm-started frames
+    assert Settings().temporal_weight_fast > Settings().temporal_weight
+    _, gatys = _task(Settings(), 1)
+    assert float(_arg(gatys.command, "--temporal-weight")) == Settings.temporal_weight
+    _, fast = _task(Settings(), 1, model="fast")
+    assert float(_arg(fast.command, "--temporal-weight")) == Settings.temporal_weight_fast
+    _, tuned = _task(Settings(temporal_weight_fast=0.5), 1, model="fast")
+    assert _arg(tuned.command, "--temporal-weight") == "0.5"

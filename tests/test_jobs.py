@@ -77,3 +77,5 @@ def test_settings_parse_and_reject_bad_values():
         settings_from_env({"FRAMES_PER_CHUNK": "many"})
     with pytest.raises(ValueError, match="BATCH_BACKEND"):
         settings_from_env({"BATCH_BACKEND": "cloud"})
+    with pytest.raises(ValueError, match="TEMPORAL_WEIGHT_FAST"):
+        settings_from_env({"TEMPORAL_WEIGHT_FAST": "1"})  # a weight of 1 would freeze the picture
