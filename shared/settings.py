@@ -54,7 +54,7 @@ class Settings:
     train_steps: int = 400  # fast-model training steps when a style has no model yet
     # Seams and flicker: a chunk task first scores this many of the previous chunk's last frames
     # and drops them (0 = chunks start cold); the temporal stage steadies every model's output.
-    lead_in_frames: int = 8
+    lead_in_frames: int = 16
     temporal_stage: bool = True
     # Share of the previous output (warped along the source's motion) kept on pixels where the
     # source moved coherently; the rest is the model's new frame, so a flicker decays as w**k.
