@@ -44,6 +44,9 @@ STYLE_EXTENSIONS = ("jpg", "jpeg", "png")
 STATES = ("queued", "probing", "splitting", "training", "scoring", "stitching",
           "completed", "failed", "cancelled")
 TERMINAL_STATES = ("completed", "failed", "cancelled")
+# The status's ``tasks`` timeline holds at most this many chunk attempts (the latest), so the
+# status stays well under Durable's 16 KB custom-status limit whatever the chunk count.
+MAX_TIMELINE_ROWS = 48
 
 _JOB_ID = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,46}[a-z0-9])?$")
 _STYLE = re.compile(r"^[a-z0-9](?:[a-z0-9_-]{0,38}[a-z0-9])?$")
