@@ -170,10 +170,11 @@ def main() -> None:
                     batch_max_nodes=args.nodes)
     cost = plan.frame_cost("fast", width, height, args.vm_size, base, args.spf)
     w, h = plan.working_size(width, height, base.scoring_max_side)
-    print(f"{args.hours:g} h at {args.fps} fps, {width}x{height} ({frames} frames), model fast at "
-          f"{w}x{h}, {args.nodes} x {args.vm_size}: {cost.frame_s:.4f} s/frame ({cost.source}), "
-          f"task start-up {cost.task_s:.0f} s, node boot {plan.device(args.vm_size).node_startup_min:g}"
-          f" min, autoscale every {EVALUATION_S / 60:g} min\n")
+    boot_min = plan.device(args.vm_size).node_startup_min
+    print(f"{args.hours:g} h at {args.fps} fps, {width}x{height} ({frames} frames), model fast "
+          f"at {w}x{h}, {args.nodes} x {args.vm_size}: {cost.frame_s:.4f} s/frame "
+          f"({cost.source}), task start-up {cost.task_s:.0f} s, node boot {boot_min:g} min, "
+          f"autoscale every {EVALUATION_S / 60:g} min\n")
     common = dict(frames=frames, fps=args.fps, width=width, height=height, nodes=args.nodes,
                   spf=args.spf)
     target = replace(base, chunk_target_seconds=120.0)
