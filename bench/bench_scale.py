@@ -21,7 +21,8 @@ What is real and what is modelled:
   figure for the pool's VM size (``shared.plan.frame_cost``: a T4 running ``fast`` at the
   working size, 320x180 for a 16:9 film: ~4 ms of model + ~30 ms of decode/flow/encode; the T4
   row is an estimate from fp32 throughput, not a measurement). ``--spf`` replaces it, e.g. with
-  a figure measured on a node (the chunk task logs per-frame seconds);
+  a figure measured on a node (the chunk task logs per-frame seconds), for the planner too
+  (as ``SECONDS_PER_FRAME`` would be);
 - **node start** = the autoscale evaluation interval (the job arrives just after an
   evaluation: the worst case) + the node's boot and start task (the planner's figure, 8 min for
   GPU sizes), each node ready a little apart (80-120 % of that boot time, spread evenly).
@@ -166,8 +167,9 @@ def main() -> None:
     args = ap.parse_args()
     width, height = (int(v) for v in args.size.split("x"))
     frames = int(args.hours * 3600 * args.fps)
+    # A measured figure is given to the planner too, as SECONDS_PER_FRAME would be.
     base = Settings(batch_backend="azure", batch_vm_size=args.vm_size,
-                    batch_max_nodes=args.nodes)
+                    batch_max_nodes=args.nodes, seconds_per_frame=args.spf or 0.0)
     cost = plan.frame_cost("fast", width, height, args.vm_size, base, args.spf)
     w, h = plan.working_size(width, height, base.scoring_max_side)
     boot_min = plan.device(args.vm_size).node_startup_min
