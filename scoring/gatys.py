@@ -23,12 +23,13 @@ import torch
 from scoring import flow as flowlib
 from scoring.images import load_image, resize_long_side, to_frames
 from scoring.vgg import VGGFeatures, deprocess, gram, preprocess
+from shared.contract import SCORING
 
 
 @dataclass
 class GatysConfig:
-    steps: int = 40  # L-BFGS evaluations for a cold start (first frame, scene cut)
-    warm_steps: int = 6  # ... for a frame warm-started from the previous stylized frame
+    steps: int = SCORING.gatys_steps  # L-BFGS evaluations for a cold start (first frame, cut)
+    warm_steps: int = SCORING.gatys_warm_steps  # ... for a frame warm-started from the previous
     warm_start: bool = True  # False: every frame from its content frame (per-frame Gatys)
     content_layers: tuple[str, ...] = ("relu4_1",)
     style_layers: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from shared.contract import SCORING
 from shared.video import VideoError, ffmpeg_exe
 from shared.video import probe as shared_probe
 
@@ -129,10 +130,10 @@ def _read_exact(stream, size: int) -> bytes | None:
 
 @dataclass(frozen=True)
 class EncodeOptions:
-    codec: str = "libx264"  # or "auto": h264_nvenc when usable, else libx264
-    crf: int = 18
-    preset: str = "medium"
-    pix_fmt: str = "yuv420p"
+    codec: str = SCORING.codec  # or "auto": h264_nvenc when usable, else libx264
+    crf: int = SCORING.crf
+    preset: str = SCORING.preset
+    pix_fmt: str = SCORING.pix_fmt
     threads: int = 0  # encoder threads, 0 = ffmpeg decides
 
 

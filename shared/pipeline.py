@@ -38,6 +38,7 @@ from shared.batch import (
     get_backend,
     train_task_id,
 )
+from shared.contract import StylizeTask, TrainTask
 from shared.jobs import (
     INCOMING,
     MODELS,
@@ -250,35 +251,37 @@ def chunk_codec(req: JobRequest, settings: Settings) -> str:
 
 def chunk_task(req: JobRequest, settings: Settings, chunk: Chunk, attempt: int,
                style_blob: str, chunks_total: int = 0) -> TaskSpec:
-    """The Batch task that stylizes one chunk (the chunk task contract: scoring/cli.py).
+    """The Batch task that stylizes one chunk (the chunk task contract: shared/contract.py).
     ``chunks_total``: how many chunks the job has (a chunk before the last gets a lead-out)."""
     task_id = chunk_task_id(chunk.index, attempt)
     style_file = "style" + os.path.splitext(style_blob)[1]
-    command = ["python", "-m", "scoring", "stylize", "--input", "chunk.mkv",
-               "--output", "out.mkv", "--style", style_file, "--model", req.model,
-               "--max-side", str(req.options.get("max_side", settings.scoring_max_side)),
-               "--codec", chunk_codec(req, settings), "--crf", str(settings.output_crf),
-               "--preset", settings.output_preset, "--pix-fmt", settings.output_pix_fmt]
     resources = [ResourceFile(BlobRef(WORK, chunk_blob(req.job_id, chunk.index)), "chunk.mkv"),
                  ResourceFile(BlobRef(STYLES, style_blob), style_file)]
+    lead_in = None
+    lead_out = 0
     if settings.lead_in_frames > 0:
         # No seam between chunks: a chunk first scores the previous chunk's last frames (dropped);
         # one with a successor cross-fades its last frames into what that lead-in computes.
         if chunk.index > 0:
+            lead_in = "lead_in.mkv"
             resources.append(ResourceFile(
-                BlobRef(WORK, chunk_blob(req.job_id, chunk.index - 1)), "lead_in.mkv"))
-            command += ["--lead-in", "lead_in.mkv",
-                        "--lead-in-frames", str(settings.lead_in_frames)]
+                BlobRef(WORK, chunk_blob(req.job_id, chunk.index - 1)), lead_in))
         if chunk.index < chunks_total - 1:
-            command += ["--lead-out-frames", str(settings.lead_in_frames)]
-    if not settings.temporal_stage:
-        command.append("--no-temporal")
-    if req.model == "gatys":
-        command += ["--steps", str(req.options.get("steps", settings.gatys_steps)),
-                    "--warm-steps", str(req.options.get("warm_steps", settings.gatys_warm_steps))]
-    else:
-        command += ["--model-file", "model.pt"]
-        resources.append(ResourceFile(BlobRef(MODELS, model_blob(req.style)), "model.pt"))
+            lead_out = settings.lead_in_frames
+    model_file = None
+    if req.model != "gatys":
+        model_file = "model.pt"
+        resources.append(ResourceFile(BlobRef(MODELS, model_blob(req.style)), model_file))
+    command = StylizeTask(
+        input="chunk.mkv", output="out.mkv", style=style_file, model=req.model,
+        model_file=model_file,
+        max_side=int(req.options.get("max_side", settings.scoring_max_side)),
+        steps=int(req.options.get("steps", settings.gatys_steps)),
+        warm_steps=int(req.options.get("warm_steps", settings.gatys_warm_steps)),
+        codec=chunk_codec(req, settings), crf=settings.output_crf,
+        preset=settings.output_preset, pix_fmt=settings.output_pix_fmt,
+        temporal=settings.temporal_stage, lead_in=lead_in,
+        lead_in_frames=settings.lead_in_frames, lead_out_frames=lead_out).argv()
     return TaskSpec(
         id=task_id, command=command, resource_files=resources,
         output_files=[
@@ -303,11 +306,10 @@ def train_task(req: JobRequest, settings: Settings, chunks: list[Chunk], attempt
     resources = [ResourceFile(BlobRef(STYLES, style_blob), style_file)]
     resources += [ResourceFile(BlobRef(WORK, chunk_blob(req.job_id, i)), f"content/{i:05d}.mkv")
                   for i in picks]
-    command = ["python", "-m", "scoring", "train", "--style", style_file, "--output", "model.pt",
-               "--steps", str(req.options.get("train_steps", settings.train_steps)),
-               "--log-every", "1"]
-    for i in picks:
-        command += ["--content", f"content/{i:05d}.mkv"]
+    command = TrainTask(
+        style=style_file, output="model.pt",
+        content=[f"content/{i:05d}.mkv" for i in picks],
+        steps=int(req.options.get("train_steps", settings.train_steps))).argv()
     return TaskSpec(
         id=task_id, command=command, resource_files=resources,
         output_files=[

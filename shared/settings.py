@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
+from shared.contract import LIMITS, SCORING, InputLimits
+
 # Azurite's published development account. Not a secret: it is the same on every machine.
 AZURITE_ACCOUNT = "devstoreaccount1"
 AZURITE_KEY = (
@@ -41,31 +43,35 @@ class Settings:
     keep_work_on_failure: bool = True
 
     # --- input limits (bad input fails fast with a readable reason) ---------------------------
-    max_input_bytes: int = 8 * 1024**3
-    max_duration_s: float = 3 * 3600.0
-    max_width: int = 7680
-    max_height: int = 4320
-    max_frames: int = 500_000
+    max_input_bytes: int = LIMITS.max_input_bytes
+    max_duration_s: float = LIMITS.max_duration_s
+    max_width: int = LIMITS.max_width
+    max_height: int = LIMITS.max_height
+    max_frames: int = LIMITS.max_frames
 
     # --- scoring (what the chunk tasks are told) -------------------------------------------------
-    scoring_max_side: int = 320  # the model works at most at this long side; 0 = full size
-    gatys_steps: int = 40  # L-BFGS evaluations for the first frame of a chunk
-    gatys_warm_steps: int = 6  # ... and for each following frame (warm start from the previous one)
-    train_steps: int = 400  # fast-model training steps when a style has no model yet
+    # Defaults and meanings: shared/contract.py (ScoringDefaults).
+    scoring_max_side: int = SCORING.max_side
+    gatys_steps: int = SCORING.gatys_steps
+    gatys_warm_steps: int = SCORING.gatys_warm_steps
+    train_steps: int = SCORING.train_steps
     # Seams and flicker: a chunk task first scores this many of the previous chunk's last frames
     # and drops them (0 = chunks start cold); the temporal stage steadies every model's output.
-    lead_in_frames: int = 8
+    lead_in_frames: int = SCORING.lead_in_frames
     temporal_stage: bool = True
-    output_codec: str = "libx264"
-    output_crf: int = 18
-    output_preset: str = "medium"
-    output_pix_fmt: str = "yuv420p"
+    output_codec: str = SCORING.codec
+    output_crf: int = SCORING.crf
+    output_preset: str = SCORING.preset
+    output_pix_fmt: str = SCORING.pix_fmt
 
     # --- batch ---------------------------------------------------------------------------------
     batch_backend: str = "local"  # local | azure
     local_batch_slots: int = 2
     task_max_wall_s: int = 3600
-    task_max_retries: int = 2  # retries by Batch itself for retryable exit codes
+    # Runs of a retryably failed task repeated in place by the local backend only. Azure Batch
+    # cannot exempt exit code 2 from its own retries, so Azure tasks get none and the
+    # orchestrator's new attempts (MAX_CHUNK_ATTEMPTS) are the retries there.
+    task_max_retries: int = 2
     batch_account_url: str = ""
     batch_account_name: str = ""
     batch_account_key: str = ""  # only for emulators/tests; Azure uses managed identity
@@ -92,6 +98,12 @@ class Settings:
     local_caller: str = ""
     admin_role: str = "stylebatch.admin"  # app role (token `roles` claim) that sees every job
     max_active_jobs_per_caller: int = 5  # unfinished API-started jobs one caller may have
+
+    def input_limits(self) -> InputLimits:
+        """What input is accepted (MAX_INPUT_BYTES, MAX_DURATION_S, MAX_WIDTH, …)."""
+        return InputLimits(max_input_bytes=self.max_input_bytes,
+                           max_duration_s=self.max_duration_s, max_width=self.max_width,
+                           max_height=self.max_height, max_frames=self.max_frames)
 
 
 # Environment variable name for every field (upper-case field name), plus aliases.
