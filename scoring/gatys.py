@@ -62,11 +62,6 @@ class GatysStylizer:
         self._prev_out: np.ndarray | None = None  # float32 [h, w, 3] in [0, 1]
         self.cold_starts = 0
 
-    def reset(self) -> None:
-        """Forget the previous frame (next frame is a cold start)."""
-        self._prev_content = None
-        self._prev_out = None
-
     def style_grams(self, h: int, w: int) -> dict[str, torch.Tensor]:
         """Gram matrices of the style image scaled to the working size (cached per size)."""
         key = (h, w)

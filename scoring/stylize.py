@@ -38,10 +38,10 @@ import numpy as np
 import torch
 
 from scoring.events import emit
-from scoring.images import BadInputError, load_image, resize, working_size
+from scoring.images import BadInputError, load_image, resize
 from scoring.temporal import TemporalConfig, TemporalStage
-from scoring.video_io import EncodeOptions, FrameReader, FrameWriter, probe
-from shared.contract import EVENT_FRAME, EVENT_WARNING, SCORING
+from scoring.video_io import EncodeOptions, FrameReader, FrameWriter, video_info
+from shared.contract import EVENT_FRAME, EVENT_WARNING, SCORING, working_size
 from shared.video import VideoError, frame_timestamps, restamp
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -112,7 +112,7 @@ class FrameModel:
         b, h, w, _ = batch.shape
         with torch.inference_mode(mode=not isinstance(self.net, _NeedsGrad)):
             x = batch.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255)
-            wh, ww = working_size(h, w, self.max_side, self.min_side)
+            ww, wh = working_size(w, h, self.max_side, self.min_side)
             x = resize(x, (wh, ww))  # [B, 3, wh, ww]
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
@@ -185,7 +185,7 @@ def read_lead_in(cfg: StylizeConfig, width: int, height: int) -> list[np.ndarray
         return []
     # A lead-in only smooths the seam: when it cannot be used the chunk is still scored, exactly.
     try:
-        info = probe(cfg.lead_in)
+        info = video_info(cfg.lead_in)
         if (info.width, info.height) != (width, height):
             raise VideoError(f"it is {info.width}x{info.height}, the chunk {width}x{height}")
         tail: collections.deque[np.ndarray] = collections.deque(maxlen=cfg.lead_in_frames)
@@ -279,7 +279,7 @@ def stylize(cfg: StylizeConfig) -> dict:
     """
     t0 = time.perf_counter()
     torch.set_num_threads(cpu_threads(cfg.threads))
-    info = probe(cfg.input)
+    info = video_info(cfg.input)
     device = pick_device(cfg.device)
     model, batch_size = build_model(cfg, device)
     cuda = device.type == "cuda"

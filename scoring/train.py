@@ -103,7 +103,7 @@ def _scaled(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 def load_content(cfg: TrainConfig) -> PairSet:
     """Read images and sampled video frame pairs; compute DIS flow + consistency for each pair."""
-    from scoring.video_io import FrameReader, probe
+    from scoring.video_io import FrameReader, video_info
 
     groups = []
     for src in cfg.content:
@@ -126,7 +126,7 @@ def load_content(cfg: TrainConfig) -> PairSet:
             continue
         if not path.is_file():
             raise BadInputError(f"content not found: {path}")
-        info = probe(path)
+        info = video_info(path)
         size = _frame_size(info.height, info.width, cfg)
         frames = [_scaled(f, size) for f in FrameReader(path, info)]
         if len(frames) < 2:

@@ -130,6 +130,20 @@ class InputLimits:
 SCORING = ScoringDefaults()
 LIMITS = InputLimits()
 
+
+def working_size(width: int, height: int, max_side: int, min_side: int = 1) -> tuple[int, int]:
+    """(width, height) a node's model works at for a frame of ``width`` x ``height``: the long
+    side at most ``max_side`` (0 = no limit), the short side at least ``min_side`` (tiny frames
+    are upscaled so the model has something to see). The app's cost estimates use it too."""
+    if width <= 0 or height <= 0:
+        raise ValueError(f"bad frame size {width}x{height}")
+    scale = 1.0
+    if max_side and max(width, height) > max_side:
+        scale = max_side / max(width, height)
+    if min(width, height) * scale < min_side:
+        scale = min_side / min(width, height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
 # --- command lines ---------------------------------------------------------------------------
 SCORING_COMMAND = ("python", "-m", "scoring")  # "python": the node's Python (the launcher's venv)
 MODELS = ("gatys", "fast")

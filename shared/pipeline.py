@@ -168,7 +168,7 @@ def probe_job(ctx: Context, req: JobRequest) -> dict[str, Any]:
         return _failed_reading_input(ctx, req, exc)
     ctx.store.write_json(WORK, _probe_blob(req.job_id), p.to_json())
     estimate = plan.estimate_for_job(p.frames, p.width, p.height, req.model, ctx.settings,
-                                     chunk_frames=frames_per_chunk(ctx, p, req))
+                                     chunk_frames=job_chunk_frames(ctx, p, req))
     return {"ok": True, "probe": p.summary(), "style_blob": style_blob,
             "estimate": estimate.to_status()}
 
@@ -181,17 +181,17 @@ def load_probe(ctx: Context, job_id: str) -> Probe:
 # split
 
 
-def frames_per_chunk(ctx: Context, p: Probe, req: JobRequest) -> int:
+def job_chunk_frames(ctx: Context, p: Probe, req: JobRequest) -> int:
     """Frames per chunk: the job's option, else sized by ``shared.plan`` (CHUNK_TARGET_SECONDS
     of work per task) or FRAMES_PER_CHUNK; never more than MAX_CHUNKS chunks."""
-    return plan.frames_per_chunk(p.frames, p.width, p.height, req.model, ctx.settings,
+    return plan.choose_chunk_frames(p.frames, p.width, p.height, req.model, ctx.settings,
                                  explicit=req.options.get("frames_per_chunk"))
 
 
 def split_job(ctx: Context, req: JobRequest) -> dict[str, Any]:
     """Cut the input into chunks in work/<job>/chunks/, uploading each as soon as it is cut."""
     p = load_probe(ctx, req.job_id)
-    mode, chunks = plan_chunks(p, frames_per_chunk(ctx, p, req))
+    mode, chunks = plan_chunks(p, job_chunk_frames(ctx, p, req))
     started = time.monotonic()
 
     def upload(index: int, path: Path) -> None:

@@ -24,7 +24,15 @@ from pathlib import Path
 from typing import Any
 
 from shared.callers import LOCAL_IDENTITY
-from shared.jobs import INCOMING, MODELS, OUTGOING, STYLE_EXTENSIONS, STYLES, slugify
+from shared.jobs import (
+    INCOMING,
+    MODELS,
+    OUTGOING,
+    STYLE_EXTENSIONS,
+    STYLES,
+    TERMINAL_STATES,
+    slugify,
+)
 from shared.settings import STORAGE_SETTING_NAMES, get_settings, reset_settings_cache
 
 REPO = Path(__file__).resolve().parent.parent
@@ -198,7 +206,7 @@ def _follow(local: LocalStack, job_id: str, quiet: bool = False) -> dict[str, An
                 print(("\r" if tty else "") + line + ("" if tty else "\n"), end="",
                       file=sys.stderr, flush=True)
                 last = key
-            if status["state"] in ("completed", "failed", "cancelled"):
+            if status["state"] in TERMINAL_STATES:
                 return status
         time.sleep(0.5)
 
@@ -297,12 +305,9 @@ def build_parser() -> argparse.ArgumentParser:
     scoring_options(s)
     s.set_defaults(func=cmd_serve)
 
-    try:
-        from stylebatch import plan_cmd
-    except ImportError:
-        plan_cmd = None  # type: ignore[assignment]
-    if plan_cmd is not None:
-        plan_cmd.add_parser(sub)
+    from stylebatch import plan_cmd
+
+    plan_cmd.add_parser(sub)
     return p
 
 

@@ -19,15 +19,15 @@ import json
 import sys
 from typing import Any
 
+from shared.contract import working_size
 from shared.plan import (
     DEVICES,
     MIN_TASK_SECONDS,
     PRICE_TABLE_DATE,
     Estimate,
+    choose_chunk_frames,
     estimate,
     frame_cost,
-    frames_per_chunk,
-    working_size,
 )
 from shared.settings import Settings, settings_from_env
 
@@ -165,7 +165,7 @@ def render(est: Estimate, source: str, settings: Settings, explicit: int | None 
     if not explicit and settings.chunk_target_seconds <= 0:
         cost = frame_cost(est.model, est.width, est.height, est.vm_size, settings)
         if cost.task_seconds(est.frames_per_chunk) < MIN_TASK_SECONDS:
-            auto = frames_per_chunk(est.frames, est.width, est.height, est.model, Settings(
+            auto = choose_chunk_frames(est.frames, est.width, est.height, est.model, Settings(
                 **{**settings.__dict__, "chunk_target_seconds": 120.0}), vm_size=est.vm_size,
                 nodes=est.nodes)
             lines.append(f"hint:      tasks this short waste start-up time; --target-seconds "

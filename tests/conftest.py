@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from shared.jobs import TERMINAL_STATES
 from shared.video import ffmpeg_exe
 from stylebatch.azurite import Azurite
 
@@ -122,7 +123,7 @@ class Harness:
             if code == 200:
                 if not seen or seen[-1] != body["state"]:
                     seen.append(body["state"])
-                if body["state"] in ("completed", "failed", "cancelled"):
+                if body["state"] in TERMINAL_STATES:
                     return body, seen
             time.sleep(0.05)
         raise TimeoutError(f"job {job_id} did not end; states {seen}")
