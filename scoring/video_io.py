@@ -136,6 +136,8 @@ class EncodeOptions:
     threads: int = 0  # encoder threads, 0 = ffmpeg decides
 
 
+# Whether this node's ffmpeg can use NVENC does not change while a task runs; asking costs an
+# encoder start-up, so the answer is kept for the process (one task). Owned by nvenc_available.
 _nvenc_ok: bool | None = None
 
 

@@ -1,8 +1,12 @@
 """All of stylebatch's settings, read from the environment in one place.
 
-Every setting is documented in ``local.settings.json.example`` and the README.
-Code asks for ``get_settings()`` and never reads ``os.environ`` itself, so tests
-can build a ``Settings`` directly and pass it around.
+Every setting is documented in ``local.settings.json.example`` and the README; the defaults of
+what the nodes are told come from ``shared/contract.py``. A Function app's settings are its
+environment (App Settings in Azure, ``local.settings.json`` under ``func start``), so the app's
+functions ask ``get_settings()``, which reads it once; no other code reads ``os.environ`` for a
+setting. A host that runs the app inside its own process (``stylebatch run/serve``, the tests)
+builds a ``Settings`` and installs it (``install_settings``) rather than writing the
+environment; code below the functions gets its ``Settings`` passed in.
 
     python -c "from shared.settings import get_settings; print(get_settings())"
 """
@@ -164,18 +168,27 @@ def validate_settings(s: Settings) -> None:
         raise ValueError("SAS_SLACK_MINUTES must not be negative")
 
 
-_cached: Settings | None = None
+class _ProcessSettings:
+    """The settings of the Function app in this process: installed by a host, else read from
+    the environment on first use."""
+
+    def __init__(self) -> None:
+        self.current: Settings | None = None
+
+
+_process = _ProcessSettings()
 
 
 def get_settings() -> Settings:
-    """The process's settings, read once from the environment."""
-    global _cached
-    if _cached is None:
-        _cached = settings_from_env()
-    return _cached
+    """The app's settings: the installed ones, else read once from the environment."""
+    if _process.current is None:
+        _process.current = settings_from_env()
+    return _process.current
 
 
-def reset_settings_cache() -> None:
-    """Forget the cached settings (the local host changes the environment before it starts)."""
-    global _cached
-    _cached = None
+def install_settings(settings: Settings | None) -> None:
+    """Run the app in this process with ``settings`` (a local host); None: back to the
+    environment's, read at the next ``get_settings()``."""
+    if settings is not None:
+        validate_settings(settings)
+    _process.current = settings

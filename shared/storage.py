@@ -316,6 +316,9 @@ def _connection_string_part(conn: str, key: str) -> str | None:
     return None
 
 
+# Why process-wide: a Functions worker process serves many invocations, and every one asks for
+# its store; one client per configuration keeps one connection pool (and, in Azure, one token
+# cache). Owned by ``get_store``.
 _stores: dict[tuple[str, str], BlobStore] = {}
 _stores_lock = threading.Lock()
 

@@ -33,7 +33,7 @@ from shared.jobs import (
     TERMINAL_STATES,
     slugify,
 )
-from shared.settings import STORAGE_SETTING_NAMES, get_settings, reset_settings_cache
+from shared.settings import STORAGE_SETTING_NAMES, install_settings, settings_from_env
 
 REPO = Path(__file__).resolve().parent.parent
 ASSETS = REPO / "assets"
@@ -81,17 +81,20 @@ class LocalStack:
         tmp = private_tempdir("stylebatch")
         stack.callback(shutil.rmtree, tmp, True)
         tempfile.tempdir = tmp
-        os.environ["TMPDIR"] = tmp
-        os.environ.update(env or {})
+        os.environ["TMPDIR"] = tmp  # inherited by the chunk tasks and their ffmpeg
+        # The hosted app's settings: this environment with the command's overrides, installed
+        # for the app's functions (shared/settings.py) rather than written into os.environ.
+        values = {**os.environ, **(env or {})}
         # No sign-in in front of a local host: API calls without a principal run as its user.
-        os.environ.setdefault("LOCAL_CALLER", LOCAL_IDENTITY)
-        if not any(os.environ.get(name) for name in STORAGE_SETTING_NAMES):
+        values.setdefault("LOCAL_CALLER", LOCAL_IDENTITY)
+        if not any(values.get(name) for name in STORAGE_SETTING_NAMES):
             from stylebatch.azurite import Azurite
 
             self.azurite = stack.enter_context(Azurite(location=azurite_dir))
-            os.environ["STORAGE"] = self.azurite.connection_string
-        reset_settings_cache()
-        self.settings = get_settings()
+            values["STORAGE"] = self.azurite.connection_string
+        self.settings = settings_from_env(values)
+        install_settings(self.settings)
+        stack.callback(install_settings, None)
         self.store = get_store(self.settings)
         seed_assets(self.store)
 
@@ -113,9 +116,7 @@ class LocalStack:
     def _stop_backend(self) -> None:
         from shared.batch.local import LocalBatchBackend
 
-        for backend in LocalBatchBackend._shared.values():
-            backend.shutdown()
-        LocalBatchBackend._shared.clear()
+        LocalBatchBackend.shutdown_all()
 
 
 def _style_name(store: Any, style: str | None) -> str | None:
@@ -237,7 +238,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                             include_existing=args.process_existing,
                             state=local.instance_store).start()
         stack.callback(poller.stop)
-        conn = os.environ.get("STORAGE", "(configured storage)")
+        conn = local.settings.storage_connection_string or local.settings.storage_account_url
         resumed = local.durable.resumed
         print(f"stylebatch serving on http://127.0.0.1:{args.port}/api/jobs\n"
               f"web page: http://127.0.0.1:{args.port}/api/ui\n"

@@ -41,6 +41,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiohttp import web
+from azure.durable_functions.models.actions import ActionType
+from azure.durable_functions.models.history import HistoryEventType
 from dateutil.parser import isoparse
 
 from stylebatch import worker
@@ -48,11 +50,19 @@ from stylebatch.worker import Datum, WorkerApp
 
 log = logging.getLogger(__name__)
 
-# History event types (azure.durable_functions.models.history.HistoryEventType).
-EXECUTION_STARTED, TASK_SCHEDULED, TASK_COMPLETED, TASK_FAILED = 0, 4, 5, 6
-TIMER_CREATED, TIMER_FIRED, ORCHESTRATOR_STARTED, ORCHESTRATOR_COMPLETED = 10, 11, 12, 13
-# Action types (azure.durable_functions.models.actions.ActionType).
-CALL_ACTIVITY, CONTINUE_AS_NEW, CREATE_TIMER = 0, 4, 5
+# The SDK's own numbers for history events and orchestrator actions (IntEnums: they compare
+# equal to the ints in the JSON and serialise as those ints).
+EXECUTION_STARTED = HistoryEventType.EXECUTION_STARTED
+TASK_SCHEDULED = HistoryEventType.TASK_SCHEDULED
+TASK_COMPLETED = HistoryEventType.TASK_COMPLETED
+TASK_FAILED = HistoryEventType.TASK_FAILED
+TIMER_CREATED = HistoryEventType.TIMER_CREATED
+TIMER_FIRED = HistoryEventType.TIMER_FIRED
+ORCHESTRATOR_STARTED = HistoryEventType.ORCHESTRATOR_STARTED
+ORCHESTRATOR_COMPLETED = HistoryEventType.ORCHESTRATOR_COMPLETED
+CALL_ACTIVITY = ActionType.CALL_ACTIVITY
+CONTINUE_AS_NEW = ActionType.CONTINUE_AS_NEW
+CREATE_TIMER = ActionType.CREATE_TIMER
 
 RUNNING_STATES = ("Pending", "Running")
 
@@ -310,7 +320,11 @@ class DurableHost:
         self._pool.shutdown()
         if self._runner:
             asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self.loop).result(10)
-        try:  # the Durable SDK keeps one aiohttp session per process: close it with its loop
+        # The Durable SDK keeps one aiohttp session per process, bound to the loop that made it:
+        # close it with this loop, or the next host in this process would get a session of a
+        # dead loop. The SDK has no public way to close it (its own docstring says there is no
+        # shutdown hook), so this is the one private call left.
+        try:
             from azure.durable_functions.models.utils import http_utils
 
             asyncio.run_coroutine_threadsafe(http_utils._close_session(), self.loop).result(10)
@@ -529,7 +543,7 @@ class DurableHost:
             await self._runner.setup()
             site = web.TCPSite(self._runner, "127.0.0.1", 0)
             await site.start()
-            self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+            self.port = int(self._runner.addresses[0][1])  # the port the OS picked
 
         asyncio.run_coroutine_threadsafe(start(), self.loop).result(10)
         return self

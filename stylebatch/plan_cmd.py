@@ -29,7 +29,7 @@ from shared.plan import (
     estimate,
     frame_cost,
 )
-from shared.settings import Settings, settings_from_env
+from shared.settings import Settings, get_settings
 
 DESCRIPTION = ("Estimate frames, chunks, GPU-minutes, wall time (node start-up included) and cost "
                "of styling a video on Azure Batch. Defaults come from the app's settings "
@@ -82,7 +82,7 @@ def _arguments(p: argparse.ArgumentParser) -> None:
 
 def _settings() -> Settings:
     try:
-        return settings_from_env()
+        return get_settings()
     except ValueError:  # a broken environment must not break --help
         return Settings()
 

@@ -122,6 +122,9 @@ class _JobView:
 class AzureBatchBackend:
     """The BatchBackend protocol on an Azure Batch account (see the module docstring)."""
 
+    # Why process-wide: a Functions worker process serves many invocations; one client per
+    # configuration keeps one connection pool and token cache, and the job views that spare
+    # the monitor from listing finished tasks again. Owned by ``shared``.
     _shared: dict[tuple, AzureBatchBackend] = {}
     _shared_lock = threading.Lock()
 

@@ -58,6 +58,9 @@ class _Task:
 class LocalBatchBackend:
     """A pool of ``slots`` local workers behind the BatchBackend protocol."""
 
+    # Why process-wide: activities are separate invocations, yet the tasks they submit must
+    # keep running and be found by the next one, as they are by the Batch service. Owned by
+    # ``shared``; a host that stops calls ``shutdown_all``.
     _shared: dict[tuple, LocalBatchBackend] = {}
     _shared_lock = threading.Lock()
 
@@ -148,6 +151,15 @@ class LocalBatchBackend:
         with self._lock:
             return any(t.state.state in ("pending", "running")
                        for job in self._jobs.values() for t in job.values())
+
+    @classmethod
+    def shutdown_all(cls) -> None:
+        """Shut down every backend ``shared`` made and forget them (a local host stopping)."""
+        with cls._shared_lock:
+            backends = list(cls._shared.values())
+            cls._shared.clear()
+        for backend in backends:
+            backend.shutdown()
 
     def shutdown(self) -> None:
         for job_id in list(self._jobs):
