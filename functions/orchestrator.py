@@ -21,9 +21,9 @@ from shared.jobs import JobRequest, job_status
 bp = df.Blueprint()
 
 ORCHESTRATOR = "video_pipeline"
-# Transient activity failures (storage hiccups, a host recycled) are retried here with a
-# growing pause, in the loop the orchestrator already runs, rather than with
-# call_activity_with_retry (see docs/architecture.md, "Known traps").
+# Transient activity failures (storage hiccups, a host recycled) are retried here, with a
+# growing pause on a durable timer, so that the last failure becomes the job's error with the
+# activity's name and its reason (Job.call).
 ACTIVITY_ATTEMPTS = 4
 
 
