@@ -151,44 +151,44 @@ MODELS = ("gatys", "fast")
 
 @dataclass(frozen=True)
 class StylizeTask:
-    """``python -m scoring stylize``: stylize one chunk (see ``add_stylize_arguments``)."""
+    """``python -m scoring stylize``: stylize one chunk (see ``add_stylize_arguments``). An
+    option left None is left off the command line: the node uses the contract's default."""
 
     input: str
     output: str
     style: str | None = None
     model: str = "gatys"
-    model_file: str | None = None
-    max_side: int = SCORING.max_side
-    steps: int = SCORING.gatys_steps
-    warm_steps: int = SCORING.gatys_warm_steps
-    codec: str = SCORING.codec
-    crf: int = SCORING.crf
-    preset: str = SCORING.preset
-    pix_fmt: str = SCORING.pix_fmt
+    model_file: str | None = None  # fast
+    steps: int | None = None  # gatys
+    warm_steps: int | None = None  # gatys
+    max_side: int | None = None
+    codec: str | None = None
+    crf: int | None = None
+    preset: str | None = None
+    pix_fmt: str | None = None
     temporal: bool = True
     lead_in: str | None = None
-    lead_in_frames: int = SCORING.lead_in_frames
+    lead_in_frames: int | None = None
     lead_out_frames: int = 0
     threads: int = 0
 
     def argv(self) -> list[str]:
         argv = [*SCORING_COMMAND, "stylize", "--input", self.input, "--output", self.output]
-        if self.style is not None:
-            argv += ["--style", self.style]
-        argv += ["--model", self.model, "--max-side", str(self.max_side), "--codec", self.codec,
-                 "--crf", str(self.crf), "--preset", self.preset, "--pix-fmt", self.pix_fmt]
+        options = {"--style": self.style, "--model": self.model, "--max-side": self.max_side,
+                   "--codec": self.codec, "--crf": self.crf, "--preset": self.preset,
+                   "--pix-fmt": self.pix_fmt}
         if self.lead_in is not None:
-            argv += ["--lead-in", self.lead_in, "--lead-in-frames", str(self.lead_in_frames)]
+            options |= {"--lead-in": self.lead_in, "--lead-in-frames": self.lead_in_frames}
         if self.lead_out_frames:
-            argv += ["--lead-out-frames", str(self.lead_out_frames)]
+            options["--lead-out-frames"] = self.lead_out_frames
+        if self.model == "gatys":
+            options |= {"--steps": self.steps, "--warm-steps": self.warm_steps}
+        options |= {"--model-file": self.model_file, "--threads": self.threads or None}
+        for flag, value in options.items():
+            if value is not None:
+                argv += [flag, str(value)]
         if not self.temporal:
             argv.append("--no-temporal")
-        if self.model == "gatys":
-            argv += ["--steps", str(self.steps), "--warm-steps", str(self.warm_steps)]
-        if self.model_file is not None:
-            argv += ["--model-file", self.model_file]
-        if self.threads:
-            argv += ["--threads", str(self.threads)]
         return argv
 
 

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-from shared.contract import LIMITS, SCORING, InputLimits
+from shared.contract import SCORING, InputLimits
 
 # Azurite's published development account. Not a secret: it is the same on every machine.
 AZURITE_ACCOUNT = "devstoreaccount1"
@@ -28,7 +28,10 @@ AZURITE_KEY = (
 
 
 @dataclass(frozen=True)
-class Settings:
+class Settings(InputLimits):
+    # --- input limits: the fields of InputLimits (shared/contract.py), MAX_INPUT_BYTES,
+    # MAX_DURATION_S, MAX_WIDTH, MAX_HEIGHT, MAX_FRAMES; bad input fails fast with the limit.
+
     # --- storage ---------------------------------------------------------------------------
     # Local/dev: a connection string (Azurite) in STORAGE. Azure: STORAGE__blobServiceUri (or
     # STORAGE_ACCOUNT_URL); the app then uses its managed identity (DefaultAzureCredential).
@@ -45,13 +48,6 @@ class Settings:
     # Replays grow with history; continue_as_new after this many monitor rounds.
     monitor_rounds_per_generation: int = 50
     keep_work_on_failure: bool = True
-
-    # --- input limits (bad input fails fast with a readable reason) ---------------------------
-    max_input_bytes: int = LIMITS.max_input_bytes
-    max_duration_s: float = LIMITS.max_duration_s
-    max_width: int = LIMITS.max_width
-    max_height: int = LIMITS.max_height
-    max_frames: int = LIMITS.max_frames
 
     # --- scoring (what the chunk tasks are told) -------------------------------------------------
     # Defaults and meanings: shared/contract.py (ScoringDefaults).
@@ -105,9 +101,7 @@ class Settings:
 
     def input_limits(self) -> InputLimits:
         """What input is accepted (MAX_INPUT_BYTES, MAX_DURATION_S, MAX_WIDTH, …)."""
-        return InputLimits(max_input_bytes=self.max_input_bytes,
-                           max_duration_s=self.max_duration_s, max_width=self.max_width,
-                           max_height=self.max_height, max_frames=self.max_frames)
+        return InputLimits(**{f.name: getattr(self, f.name) for f in fields(InputLimits)})
 
 
 # Environment variable name for every field (upper-case field name), plus aliases.

@@ -9,6 +9,8 @@ from pathlib import Path
 
 from scoring.cli import _parser
 from shared.contract import (
+    LIMITS,
+    SCORING,
     SCORING_COMMAND,
     StylizeTask,
     TrainTask,
@@ -16,6 +18,7 @@ from shared.contract import (
     read_progress,
     with_threads,
 )
+from shared.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -49,13 +52,23 @@ def test_a_chunk_command_line_parses_back_to_what_the_app_asked():
     assert fast["model_file"] == "model.pt" and fast["lead_in"] is None and fast["temporal"]
 
 
-def test_defaults_on_both_sides_are_the_contract_s():
-    """A command line that leaves an option out gets on the node what the app would send."""
-    got = _parsed([*SCORING_COMMAND, "stylize", "--input", "c.mkv", "--output", "o.mkv"])
-    task = StylizeTask(input="c.mkv", output="o.mkv")
-    for name in ("max_side", "steps", "warm_steps", "codec", "crf", "preset", "pix_fmt",
-                 "lead_in_frames"):
-        assert got[name] == getattr(task, name), name
+def test_what_the_app_leaves_out_the_node_takes_from_the_contract():
+    """An option the app does not set is left off the command line; the node's default for it
+    is the contract's, and so is the app's own default setting."""
+    argv = StylizeTask(input="c.mkv", output="o.mkv").argv()
+    assert not {"--max-side", "--steps", "--codec", "--crf", "--lead-in-frames"} & set(argv)
+    got = _parsed(argv)
+    s = Settings()
+    for name, default, setting in [
+            ("max_side", SCORING.max_side, s.scoring_max_side),
+            ("steps", SCORING.gatys_steps, s.gatys_steps),
+            ("warm_steps", SCORING.gatys_warm_steps, s.gatys_warm_steps),
+            ("codec", SCORING.codec, s.output_codec), ("crf", SCORING.crf, s.output_crf),
+            ("preset", SCORING.preset, s.output_preset),
+            ("pix_fmt", SCORING.pix_fmt, s.output_pix_fmt),
+            ("lead_in_frames", SCORING.lead_in_frames, s.lead_in_frames)]:
+        assert got[name] == default == setting, name
+    assert s.input_limits() == LIMITS
 
 
 def test_a_training_command_line_parses_back():
