@@ -59,7 +59,6 @@ from shared.settings import Settings
 from shared.storage import BlobStore, get_store
 from shared.video import (
     Chunk,
-    Limits,
     Probe,
     VideoError,
     make_preview,
@@ -160,10 +159,8 @@ def probe_job(ctx: Context, req: JobRequest) -> dict[str, Any]:
     style_blob = find_style(ctx.store, req.style)
     if style_blob is None:
         return _bad(f"style '{req.style}' not found: upload {STYLES}/{req.style}.jpg (or .png)")
-    limits = Limits(max_duration_s=s.max_duration_s, max_width=s.max_width,
-                    max_height=s.max_height, max_frames=s.max_frames)
     try:
-        p = probe(_input(ctx, req), limits=limits, size_bytes=info.size)
+        p = probe(_input(ctx, req), limits=s.input_limits(), size_bytes=info.size)
     except Exception as exc:
         return _failed_reading_input(ctx, req, exc)
     ctx.store.write_json(WORK, _probe_blob(req.job_id), p.to_json())
