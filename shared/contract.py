@@ -146,7 +146,7 @@ def working_size(width: int, height: int, max_side: int, min_side: int = 1) -> t
 
 # --- command lines ---------------------------------------------------------------------------
 SCORING_COMMAND = ("python", "-m", "scoring")  # "python": the node's Python (the launcher's venv)
-MODELS = ("gatys", "fast")
+MODEL_KINDS = ("gatys", "fast")  # --model: gatys (optimisation) or fast (a trained network)
 
 
 @dataclass(frozen=True)
@@ -227,7 +227,7 @@ def add_stylize_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--input", required=True, help="input video chunk (any container ffmpeg reads)")
     ap.add_argument("--output", required=True, help="output video chunk, written atomically")
     ap.add_argument("--style", default=None, help="style image (required for gatys)")
-    ap.add_argument("--model", choices=MODELS, default="gatys",
+    ap.add_argument("--model", choices=MODEL_KINDS, default="gatys",
                     help="gatys: optimisation per frame; fast: feed-forward network")
     ap.add_argument("--model-file", default=None,
                     help="fast model weights (.pt); default assets/models/<style stem>.pt")

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-from shared.contract import SCORING, InputLimits
+from shared.contract import MODEL_KINDS, SCORING, InputLimits
 
 # Azurite's published development account. Not a secret: it is the same on every machine.
 AZURITE_ACCOUNT = "devstoreaccount1"
@@ -148,7 +148,7 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
 
 
 def validate_settings(s: Settings) -> None:
-    if s.default_model not in ("gatys", "fast"):
+    if s.default_model not in MODEL_KINDS:
         raise ValueError(f"DEFAULT_MODEL must be gatys or fast, not {s.default_model!r}")
     if s.batch_backend not in ("local", "azure"):
         raise ValueError(f"BATCH_BACKEND must be local or azure, not {s.batch_backend!r}")

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.callers import LOCAL_IDENTITY
+from shared.contract import MODEL_KINDS
 from shared.jobs import (
     INCOMING,
     MODELS,
@@ -279,7 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("video", help="the video to restyle")
     r.add_argument("--style", help="a style name in the styles container, or an image file "
                    "(default: setting DEFAULT_STYLE)")
-    r.add_argument("--model", choices=("gatys", "fast"), help="default: setting DEFAULT_MODEL")
+    r.add_argument("--model", choices=MODEL_KINDS, help="default: setting DEFAULT_MODEL")
     r.add_argument("-o", "--output", help="where to write the result "
                    "(default: out/<the result's name in outgoing>)")
     r.add_argument("--poll", type=float, default=None, help="seconds between progress polls "

@@ -19,7 +19,7 @@ import json
 import sys
 from typing import Any
 
-from shared.contract import working_size
+from shared.contract import MODEL_KINDS, working_size
 from shared.plan import (
     DEVICES,
     MIN_TASK_SECONDS,
@@ -61,7 +61,7 @@ def _arguments(p: argparse.ArgumentParser) -> None:
                       help="Spot nodes (cheaper, may be preempted) (BATCH_SPOT)")
     spot.add_argument("--dedicated", dest="spot", action="store_false",
                       default=argparse.SUPPRESS, help="dedicated nodes (the opposite of --spot)")
-    p.add_argument("--model", choices=("gatys", "fast"), default=s.default_model,
+    p.add_argument("--model", choices=MODEL_KINDS, default=s.default_model,
                    help="style model (DEFAULT_MODEL)")
     p.add_argument("--train", action=argparse.BooleanOptionalAction, default=None,
                    help="count the fast model's training task (default: with --model fast)")
