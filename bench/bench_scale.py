@@ -6,7 +6,7 @@ takes against the ideal, and where the time goes.
 
 What is real and what is modelled:
 
-- **the chunk plan is the pipeline's own**: ``shared.plan.frames_per_chunk`` (FRAMES_PER_CHUNK,
+- **the chunk plan is the pipeline's own**: ``shared.plan.choose_chunk_frames`` (FRAMES_PER_CHUNK,
   or CHUNK_TARGET_SECONDS with its whole-wave rounding) and ``shared.video.plan_chunks`` on a
   probe of the film (keyframes every 2 s, as an ordinary encode has);
 - **the pool's size over time is the real autoscale formula** (``infra/batch/autoscale.formula``,
@@ -45,6 +45,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from shared import plan  # noqa: E402
+from shared.contract import working_size  # noqa: E402
 from shared.settings import Settings  # noqa: E402
 from shared.video import Probe, plan_chunks  # noqa: E402
 from tests.batch.autoscale_eval import (  # noqa: E402
@@ -88,7 +89,7 @@ def simulate(label: str, settings: Settings, *, frames: int, fps: int, width: in
              nodes: int, spf: float | None, explicit: int | None = None) -> Result:
     dev = plan.device(settings.batch_vm_size)
     cost = plan.frame_cost("fast", width, height, settings.batch_vm_size, settings, spf)
-    fpc = plan.frames_per_chunk(frames, width, height, "fast", settings, explicit=explicit,
+    fpc = plan.choose_chunk_frames(frames, width, height, "fast", settings, explicit=explicit,
                                 vm_size=settings.batch_vm_size, nodes=nodes)
     _, chunks = plan_chunks(film_probe(frames, fps, width, height, 2.0), fpc)
     lead = settings.lead_in_frames
@@ -171,7 +172,7 @@ def main() -> None:
     base = Settings(batch_backend="azure", batch_vm_size=args.vm_size,
                     batch_max_nodes=args.nodes, seconds_per_frame=args.spf or 0.0)
     cost = plan.frame_cost("fast", width, height, args.vm_size, base, args.spf)
-    w, h = plan.working_size(width, height, base.scoring_max_side)
+    w, h = working_size(width, height, base.scoring_max_side)
     boot_min = plan.device(args.vm_size).node_startup_min
     print(f"{args.hours:g} h at {args.fps} fps, {width}x{height} ({frames} frames), model fast "
           f"at {w}x{h}, {args.nodes} x {args.vm_size}: {cost.frame_s:.4f} s/frame "
@@ -184,7 +185,7 @@ def main() -> None:
         simulate("FRAMES_PER_CHUNK=48 (the default)", base, **common),
         simulate("CHUNK_TARGET_SECONDS=120", target, **common),
         simulate("CHUNK_TARGET_SECONDS=120, without whole waves",
-                 target, explicit=plan.frames_per_chunk(
+                 target, explicit=plan.choose_chunk_frames(
                      frames, width, height, "fast", replace(target, batch_max_nodes=1),
                      vm_size=args.vm_size, nodes=1), **common),
     ]
