@@ -20,7 +20,7 @@ from functions import orchestrator
 from shared import pipeline, plan
 from shared.batch import TaskSpec, chunk_task_id
 from shared.jobs import new_job_request
-from shared.settings import get_settings, reset_settings_cache
+from shared.settings import get_settings, install_settings, settings_from_env
 from shared.storage import get_store
 from shared.video import Chunk
 from stylebatch import worker
@@ -126,8 +126,7 @@ def cleanup(payload: dict) -> dict:
 
 @pytest.fixture(params=[pytest.param(("azure", 2000), marks=pytest.mark.slow), ("local", 400)],
                 ids=["azure-2000", "local-400"])
-def stack(request, azurite, monkeypatch, tmp_path):
-    from shared.batch.azure import AzureBatchBackend
+def stack(request, azurite, tmp_path):
     from shared.batch.local import LocalBatchBackend
     from tests.batch.fake_batch_api import FakeBatchService, Outcome
 
@@ -144,9 +143,7 @@ def stack(request, azurite, monkeypatch, tmp_path):
         env.update(BATCH_BACKEND="azure", BATCH_ACCOUNT_URL=fake.url,
                    BATCH_ACCOUNT_NAME=fake.account, BATCH_ACCOUNT_KEY=fake.key,
                    BATCH_POOL_ID=fake.pool_id)
-    for k, v in env.items():
-        monkeypatch.setenv(k, v)
-    reset_settings_cache()
+    install_settings(settings_from_env(env))
     settings = get_settings()
     store = get_store(settings)
     store.ensure_containers()
@@ -161,13 +158,10 @@ def stack(request, azurite, monkeypatch, tmp_path):
         yield host, settings
     finally:
         host.stop()
-        for b in LocalBatchBackend._shared.values():
-            b.shutdown()
-        LocalBatchBackend._shared.clear()
-        AzureBatchBackend._shared.clear()
+        LocalBatchBackend.shutdown_all()
         if fake is not None:
             fake.stop()
-        reset_settings_cache()
+        install_settings(None)
 
 
 def test_thousands_of_chunks_keep_history_input_and_status_bounded(stack):
