@@ -68,8 +68,7 @@
     const xml = '<?xml version="1.0" encoding="utf-8"?><BlockList>' +
       ids.map((id) => "<Latest>" + id + "</Latest>").join("") + "</BlockList>";
     await putXhr(issued.url + "&comp=blocklist", xml, Object.assign({}, version,
-      issued.headers, { "x-ms-blob-content-type": file.type || "application/octet-stream" }),
-      () => {});
+      { "x-ms-blob-content-type": file.type || "application/octet-stream" }), () => {});
     progress(file.size);
   }
 
@@ -91,16 +90,28 @@
       msg.textContent = "Uploading " + issued.blob + "…";
       await uploadBlocks(file, issued, (done) =>
         setUploadPercent(file.size ? 100 * done / file.size : 100));
-      const job = await api("jobs", { method: "POST", headers: { "content-type":
-        "application/json" }, body: JSON.stringify({ blob: issued.blob }) });
-      msg.textContent = "Uploaded " + issued.blob + ": job " + job.id + ". ";
-      msg.appendChild(el("a", "Follow it", { href: "#job/" + job.id }));
+      msg.textContent = "Uploaded " + issued.blob + "; waiting for its job to start…";
+      const id = await uploadedJob(issued.blob);
+      msg.textContent = "Uploaded " + issued.blob + ": job " + id + ". ";
+      msg.appendChild(el("a", "Follow it", { href: "#job/" + id }));
       refreshJobs();
     } catch (e) {
       msg.className = "error";
       msg.textContent = "Upload refused: " + e.message;
     } finally {
       $("go").disabled = false;
+    }
+  }
+
+  // The upload starts its job itself (the blob trigger, as the caller who asked for the
+  // upload URL); the page finds that job rather than starting another.
+  async function uploadedJob(blob) {
+    const until = Date.now() + 120000;
+    for (;;) {
+      const found = await api("uploads?blob=" + encodeURIComponent(blob));
+      if (found.started) return found.job;
+      if (Date.now() > until) throw new Error("no job started for " + blob + " in 2 minutes");
+      await new Promise((resolve) => setTimeout(resolve, 1000));
     }
   }
 
@@ -192,9 +203,19 @@
 
   /* -- one job ------------------------------------------------------------------------------ */
 
+  // One job's status and its chunk tasks' timeline: the one place the page reads them.
+  async function jobStatus(id) {
+    const j = await api("jobs/" + encodeURIComponent(id));
+    return { job: j, tasks: j.tasks || [], since: j.tasks_since || null };
+  }
+
   async function refreshJob(id) {
-    let j;
-    try { j = await api("jobs/" + encodeURIComponent(id)); } catch (e) {
+    let j, timeline;
+    try {
+      const s = await jobStatus(id);
+      j = s.job;
+      timeline = s;
+    } catch (e) {
       $("job-error").textContent = e.message;
       return;
     }
@@ -220,7 +241,8 @@
     // ended job's to its last update.
     const until = TERMINAL.includes(j.state) ? Date.parse(j.updated)
       : Math.max(Date.now(), Date.parse(j.updated));
-    drawTimeline(j.tasks || [], j.tasks_since ? (until - Date.parse(j.tasks_since)) / 1000 : 0);
+    drawTimeline(timeline.tasks, timeline.since ? (until - Date.parse(timeline.since)) / 1000
+                                                : 0);
     if (j.state === "completed" && $("preview-fig").hidden) {
       const links = await api("jobs/" + encodeURIComponent(id) + "/links");
       $("preview").src = links.preview;
