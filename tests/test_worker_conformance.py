@@ -38,7 +38,8 @@ SUBSCRIPTION_BICEP = strip_comments(read("infra/hooks/eventgrid-subscription.bic
 # The HTTP API the README documents: (method, route under /api/).
 API = {("GET", "jobs/{id}"), ("GET", "jobs"), ("POST", "jobs"), ("DELETE", "jobs/{id}"),
        # the web page and what it asks for (functions/web.py)
-       ("GET", "ui"), ("GET", "styles"), ("POST", "uploads"), ("GET", "jobs/{id}/links")}
+       ("GET", "ui"), ("GET", "styles"), ("POST", "uploads"), ("GET", "uploads"),
+       ("GET", "jobs/{id}/links")}
 
 
 @pytest.fixture(scope="module")
