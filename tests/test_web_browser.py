@@ -1,8 +1,9 @@
 """The web page in a real browser: Debian's chromium driven by Playwright, against a real
 `stylebatch serve` (its embedded Azurite, the real Function app, local Batch tasks).
 
-Upload a small real clip through the page with the fast model, watch the upload bar reach
-100 %, follow the job to `completed`, see the before/after preview, download the result and
+Upload a small real clip through the page with the fast model as an ordinary signed-in caller,
+watch the upload bar reach 100 %, see that upload make exactly one job, the caller's, follow it
+to `completed`, see the before/after preview, download the result and
 count its frames; cancel a second job from its page; a bad file and a bad name show their
 reasons. A screenshot of each page goes to artifacts/web/ (git-ignored).
 """
@@ -15,6 +16,8 @@ import re
 import subprocess
 import sys
 import threading
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +27,7 @@ from shared import telemetry
 from stylebatch.azurite import free_port
 from tests.conftest import ffmpeg, framemd5
 from tests.corpus import CARPHONE
+from tests.test_callers import ALICE, BOB, as_
 
 CHROMIUM = Path("/usr/bin/chromium")
 REPO = Path(__file__).resolve().parent.parent
@@ -161,7 +165,28 @@ def test_add_a_style_image_to_the_gallery(page, clips, console):
     console.clear()
 
 
-def test_upload_watch_preview_and_download(page, clips, tmp_path):
+def _as(page, headers: dict[str, str]) -> None:
+    """The page's API calls carry a signed-in caller's principal headers, as App Service
+    authentication sets them in Azure (storage requests are left alone)."""
+    page.route("**/api/**", lambda route: route.continue_(
+        headers={**route.request.headers, **headers}))
+    page.reload()
+    page.wait_for_selector("#styles input[value=swirl]", state="attached")
+
+
+def _api(server: str, path: str, headers: dict[str, str] | None = None) -> tuple[int, object]:
+    base = server.split("/api/ui")[0]
+    req = urllib.request.Request(f"{base}/api/{path}", headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_upload_watch_preview_and_download(page, server, clips, tmp_path):
+    # An ordinary caller, as in Azure: the upload's job must be theirs, and the only one.
+    _as(page, as_(ALICE))
     percents: list[float] = []
     page.expose_function("recordPercent", lambda p: percents.append(float(p)))
     page.evaluate("""() => new MutationObserver(() => window.recordPercent(
@@ -186,7 +211,7 @@ def test_upload_watch_preview_and_download(page, clips, tmp_path):
     page.wait_for_function("document.getElementById('preview').naturalWidth > 0",
                            timeout=30_000)
     assert page.inner_text("#job-percent") == "100 %"
-    assert page.locator("#timeline .lane").count() >= 3  # 24 frames in chunks of 8
+    assert page.locator("#timeline [role=listitem]").count() >= 3  # 24 frames, chunks of 8
     _shot(page, "2-job-completed")
     with page.expect_download(timeout=60_000) as download:
         page.click("#download")
@@ -194,6 +219,12 @@ def test_upload_watch_preview_and_download(page, clips, tmp_path):
     download.value.save_as(saved)
     assert saved.suffix == ".mp4"
     assert len(framemd5(saved)) == FRAMES
+    # One upload, one job: Alice's (an admin lists every job), which Bob cannot see.
+    status = _api(server, f"jobs/{job_id}", as_(ALICE))[1]
+    assert (status["caller"], status["style"], status["model"]) == (ALICE, "swirl", "fast")
+    everyone = _api(server, "jobs?limit=500")[1]["jobs"]
+    assert [j["id"] for j in everyone if j["input"] == status["input"]] == [job_id]
+    assert _api(server, f"jobs/{job_id}", as_(BOB))[0] == 404
     # The server wrote the job's trace: its own span, one per chunk task, all one trace id.
     spans = [json.loads(line) for line in TRACES[-1].read_text().splitlines()]
     mine = [s for s in spans if s["attributes"].get("job.id") == job_id]

@@ -225,7 +225,7 @@
       ["chunks", j.chunks.done + " / " + j.chunks.total + " done, " + j.chunks.running +
        " running, " + j.chunks.failed + " failed"], ["ETA", eta(j.eta_seconds) || "—"],
       ["retries", (j.retries || []).map((r) => "chunk " + r.chunk + ": " + r.error)
-        .join("; ") || "none"], ["result", j.output || "—"], ["updated", j.updated]];
+        .join("; ") || "none"], ["result", (j.state === "failed" || j.state === "cancelled" ? null : j.output) || "—"], ["updated", j.updated]];
     $("job-facts").replaceChildren(...facts.flatMap(([k, v]) => [el("dt", k), el("dd", v)]));
     $("job-facts").querySelector("dd").className = "state-" + j.state;
     $("job-progress").value = j.percent;
@@ -242,7 +242,7 @@
     const until = TERMINAL.includes(j.state) ? Date.parse(j.updated)
       : Math.max(Date.now(), Date.parse(j.updated));
     drawTimeline(timeline.tasks, timeline.since ? (until - Date.parse(timeline.since)) / 1000
-                                                : 0);
+                                                : 0, TERMINAL.includes(j.state));
     if (j.state === "completed" && $("preview-fig").hidden) {
       const links = await api("jobs/" + encodeURIComponent(id) + "/links");
       $("preview").src = links.preview;
@@ -253,21 +253,30 @@
     }
   }
 
-  function drawTimeline(tasks, now) {
+  // One lane per chunk task attempt: grey while it waited for a node, then its run (blue
+  // succeeded, red failed, light blue running, striped: stopped when the job ended), with how
+  // long it waited and ran in words beside it. Times are seconds since the first task queued.
+  function drawTimeline(tasks, now, ended) {
     const box = $("timeline");
-    if (!tasks.length) { box.replaceChildren(el("p", "No chunk task has run yet.",
-                                                { class: "muted" })); return; }
+    if (!tasks.length) {
+      box.replaceChildren(el("p", ended ? "No chunk task ran." : "No chunk task has run yet.",
+                             { class: "muted" }));
+      return;
+    }
     // From the first task's queueing to the last end (or now, while tasks run).
     const origin = Math.min(...tasks.map((t) => t[2] !== null ? t[2] : t[3]));
     const end = Math.max(now || 0, ...tasks.map((t) => t[4] !== null ? t[4] : t[3])) - origin;
     const pct = (s) => (100 * Math.max(0, (s === null ? origin : s) - origin) /
                         Math.max(end, 0.1)).toFixed(2) + "%";
-    const words = { S: "succeeded", F: "failed", R: "running", P: "pending", "-": "unknown" };
-    box.replaceChildren(...tasks.map(([chunk, attempt, queued, started, ended, code, node]) => {
-      const ran = ended !== null ? (ended - started).toFixed(1) + " s" : "running";
+    const words = { S: "succeeded", F: "failed", R: "running", P: "pending", X: "stopped",
+                    "-": "unknown" };
+    const lanes = tasks.map(([chunk, attempt, queued, started, ended_at, code, node]) => {
+      if (ended && ended_at === null && (code === "R" || code === "P")) code = "X";
+      const ran = ended_at !== null ? (ended_at - started).toFixed(1) + " s"
+        : (code === "X" ? "until the job ended" : "running");
+      const waited = (started - (queued !== null ? queued : started)).toFixed(1) + " s";
       const label = "chunk " + chunk + " attempt " + attempt + ": " + words[code] +
-        ", waited " + (started - (queued || started)).toFixed(1) + " s, ran " + ran +
-        (node ? " on " + node : "");
+        ", waited " + waited + ", ran " + ran + (node ? " on " + node : "");
       const lane = el("div", null, { class: "lane", role: "listitem", title: label,
                                      "aria-label": label });
       const track = el("div", null, { class: "track" });
@@ -276,13 +285,19 @@
         pct(queued) + ")";
       const run = el("div", null, { class: "run " + code });
       run.style.left = pct(started);
-      run.style.width = "calc(" + pct(ended !== null ? ended : end + origin) + " - " +
+      run.style.width = "calc(" + pct(ended_at !== null ? ended_at : end + origin) + " - " +
         pct(started) + ")";
       track.append(wait, run);
       lane.append(el("span", "#" + chunk + (attempt > 1 ? " try " + attempt : ""),
-                     { class: "name" }), track);
+                     { class: "name" }), track,
+                  el("span", words[code] + (ended_at !== null ? " in " + ran : "") +
+                     ", waited " + waited, { class: "took " + code, "aria-hidden": "true" }));
       return lane;
-    }));
+    });
+    const axis = el("div", null, { class: "lane axis", "aria-hidden": "true" });
+    axis.append(el("span", "", { class: "name" }), el("span", "0 s", { class: "track" }),
+                el("span", end.toFixed(1) + " s", { class: "took" }));
+    box.replaceChildren(...lanes, axis);
   }
 
   async function cancelJob() {
