@@ -53,8 +53,8 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
            "veryfast", str(short))
     ffmpeg("-i", str(CARPHONE), "-frames:v", "120", "-c:v", "libx264", "-preset", "veryfast",
            str(long))
-    bad = d / "not a video.mp4"
-    bad.write_text("these are words, not frames\n" * 20)
+    bad = d / "not a video.mp4"  # 9 MiB: it goes up in three 4 MiB blocks
+    bad.write_text("these are words, not frames\n" * (9 * 1024**2 // 28))
     notes = d / "notes.txt"
     notes.write_text("a text file\n")
     style = d / "My Starry.jpg"
@@ -184,15 +184,21 @@ def _api(server: str, path: str, headers: dict[str, str] | None = None) -> tuple
         return exc.code, json.loads(exc.read())
 
 
-def test_upload_watch_preview_and_download(page, server, clips, tmp_path):
-    # An ordinary caller, as in Azure: the upload's job must be theirs, and the only one.
-    _as(page, as_(ALICE))
+def _record_upload_percents(page) -> list[float]:
+    """Every value the upload bar shows, as the page shows it."""
     percents: list[float] = []
     page.expose_function("recordPercent", lambda p: percents.append(float(p)))
     page.evaluate("""() => new MutationObserver(() => window.recordPercent(
         document.getElementById('upload-progress').value)).observe(
         document.getElementById('upload-percent'), {childList: true, characterData: true,
                                                     subtree: true})""")
+    return percents
+
+
+def test_upload_watch_preview_and_download(page, server, clips, tmp_path):
+    # An ordinary caller, as in Azure: the upload's job must be theirs, and the only one.
+    _as(page, as_(ALICE))
+    percents = _record_upload_percents(page)
     # The form is reachable from the keyboard: Tab reaches the upload button.
     for _ in range(12):
         page.keyboard.press("Tab")
@@ -268,7 +274,10 @@ def test_bad_uploads_show_their_reason(page, clips, console):
     assert console == ["Failed to load resource: the server responded with a status of 400 "
                        "(Bad Request)"]
     console.clear()
+    percents = _record_upload_percents(page)
     job_id = _upload(page, clips["bad"], "fast")
+    # A large file goes up block by block, and the bar moves with each block.
+    assert max(percents) == 100.0 and any(40 < p < 100 for p in percents), percents
     page.click("#upload-msg a")
     page.wait_for_function("document.querySelector('#job-facts dd') && "
                            "document.querySelector('#job-facts dd').textContent == 'failed'",

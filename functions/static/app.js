@@ -62,6 +62,7 @@
       await putXhr(issued.url + "&comp=block&blockid=" + encodeURIComponent(id), part, version,
                    (loaded) => progress(sent + loaded));
       sent += part.size;
+      progress(sent);  // each block stored moves the bar, whatever the browser's upload events
       ids.push(id);
       if (file.size === 0) break;
     }
