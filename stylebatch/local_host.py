@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import threading
 from datetime import UTC, datetime, timedelta
@@ -36,6 +37,7 @@ import azure.functions as func
 from aiohttp import web
 
 from shared.jobs import INCOMING
+from shared.settings import get_settings
 from shared.storage import BlobStore
 from stylebatch import worker
 from stylebatch.durable_host import DurableHost
@@ -160,6 +162,7 @@ class LocalFunctionHost:
         assert container == INCOMING, trigger["path"]
         # What the host sends for an SDK-type blob binding: which blob, through which
         # connection setting; the extension builds the client from that setting itself.
+        _expose_connection_setting(trigger["connection"])
         content = json.dumps({"Connection": trigger["connection"], "ContainerName": container,
                               "BlobName": name})
         binding_data = SimpleNamespace(version="1.0", source="AzureStorageBlobs",
@@ -170,6 +173,18 @@ class LocalFunctionHost:
         metadata = {"name": Datum(name, "string"),
                     "BlobTrigger": Datum(f"{container}/{name}", "string")}
         worker.invoke(fn, inputs, metadata, loop=self.durable.loop, timeout=60)
+
+
+def _expose_connection_setting(connection: str) -> None:
+    """The blob extension reads a binding's connection setting from the worker's environment,
+    where the real host puts the app settings; a local host installs its settings rather than
+    writing the environment (shared/settings.py), so it puts this one setting there, from the
+    installed settings: the connection string (Azurite), or the account URL (identity)."""
+    settings = get_settings()
+    if settings.storage_connection_string:
+        os.environ[connection] = settings.storage_connection_string
+    elif settings.storage_account_url:
+        os.environ[f"{connection}__blobServiceUri"] = settings.storage_account_url
 
 
 def _http_response(returned: Datum | None) -> func.HttpResponse:

@@ -8,6 +8,7 @@ handler that blocked it would show here as two requests that cannot overlap.
 from __future__ import annotations
 
 import json
+import os
 import socket
 import threading
 import time
@@ -17,6 +18,7 @@ import urllib.request
 import pytest
 
 from shared.storage import BlobStore
+from stylebatch import local_host
 from tests.conftest import Harness
 
 
@@ -69,8 +71,11 @@ def test_blob_trigger_client_is_built_by_the_blob_extension_from_the_connection_
     name = harness.upload(clips["bbb_small"])
     harness.functions.trigger_blob(name)
     assert harness.status(harness.job_id_for(name))[0] == 200
-    # The host hands over only the setting's name; the extension reads the setting itself,
-    # so without it the trigger fails with the extension's own message, as in Azure.
+    # The host hands over only the setting's name, and puts the setting in the worker's
+    # environment as the real host does; the extension reads it from there itself, so without
+    # it the trigger fails with the extension's own message, as in Azure.
+    assert os.environ["STORAGE"] == harness.settings.storage_connection_string
+    monkeypatch.setattr(local_host, "_expose_connection_setting", lambda connection: None)
     monkeypatch.delenv("STORAGE")
     with pytest.raises(ValueError, match="connection name STORAGE does not exist"):
         harness.functions.trigger_blob(harness.upload(clips["bbb_small"]))
