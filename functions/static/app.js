@@ -199,6 +199,12 @@
         el("td", notes.join("; "), { class: j.error ? "error" : "" }));
       return tr;
     });
+    if (!rows.length) {
+      const none = el("tr");
+      none.appendChild(el("td", "No jobs yet: upload a video above.", { colspan: "10",
+                                                                        class: "muted" }));
+      rows.push(none);
+    }
     $("jobs").tBodies[0].replaceChildren(...rows);
   }
 
