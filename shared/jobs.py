@@ -240,7 +240,7 @@ class JobRequest:
     preview: str
     created: str  # ISO 8601 UTC, from the trigger
     options: dict[str, Any] = field(default_factory=dict)
-    caller: str = ""  # who started it through the API (shared/callers.py); '' = an upload
+    caller: str = ""  # whose job it is (shared/callers.py); '' = an upload without an upload URL
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
