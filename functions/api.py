@@ -191,14 +191,24 @@ async def create_job(req: func.HttpRequest, client: Client) -> func.HttpResponse
             raise InvalidName(job.options["reject"])
     except InvalidName as exc:
         return _error(400, str(exc))
-    running = await active_jobs(client, caller, status_from_orchestration) - {job.job_id}
-    if len(running) >= settings.max_active_jobs_per_caller:
-        return _error(429, f"you have {len(running)} unfinished jobs, the most allowed "
-                           f"(MAX_ACTIVE_JOBS_PER_CALLER); wait for one to end or cancel one")
+    refused = await too_many_jobs(client, caller, settings, but=job.job_id)
+    if refused:
+        return refused
     job_id, started = await start_job(client, job, settings, restart_failed=True)
     location = f"/api/jobs/{job_id}"
     return _json({"id": job_id, "started": started, "status": location}, 202,
                  headers={"Location": location})
+
+
+async def too_many_jobs(client: Client, caller: Caller, settings: Any, but: str = ""
+                        ) -> func.HttpResponse | None:
+    """A 429 when the caller has MAX_ACTIVE_JOBS_PER_CALLER unfinished jobs (besides ``but``,
+    the job being restarted): before starting a job of theirs, or issuing an upload URL."""
+    running = await active_jobs(client, caller, status_from_orchestration) - {but}
+    if len(running) >= settings.max_active_jobs_per_caller:
+        return _error(429, f"you have {len(running)} unfinished jobs, the most allowed "
+                           f"(MAX_ACTIVE_JOBS_PER_CALLER); wait for one to end or cancel one")
+    return None
 
 
 @bp.route(route="jobs/{id}", methods=["DELETE"])

@@ -34,8 +34,8 @@ from urllib.parse import quote
 import azure.durable_functions as df
 import azure.functions as func
 
-from functions.access import Caller, active_jobs
-from functions.api import _caller, _error, _json, status_from_orchestration, visible_job
+from functions.access import Caller
+from functions.api import _caller, _error, _json, too_many_jobs, visible_job
 from functions.starter import resolve_style, upload_request
 from shared import uploads
 from shared.jobs import (
@@ -182,7 +182,8 @@ async def web_upload(req: func.HttpRequest, client: df.DurableOrchestrationClien
                 body.get("name"), str):
             issued = await asyncio.to_thread(issue_style_upload, get_store(settings), body)
         else:
-            refused = await _too_many_jobs(client, caller, settings)
+            # The upload's job will be the caller's: the limit of `POST /api/jobs` holds.
+            refused = await too_many_jobs(client, caller, settings)
             if refused:
                 return refused
             issued = await asyncio.to_thread(issue_upload, get_store(settings), body, settings,
@@ -190,18 +191,6 @@ async def web_upload(req: func.HttpRequest, client: df.DurableOrchestrationClien
     except InvalidName as exc:
         return _error(400, str(exc))
     return _json(issued, 201)
-
-
-async def _too_many_jobs(client: df.DurableOrchestrationClient, caller: Caller,
-                         settings: Any) -> func.HttpResponse | None:
-    """The upload's job will be the caller's: the same limit as `POST /api/jobs` (429)."""
-    if caller.admin:
-        return None
-    running = await active_jobs(client, caller, status_from_orchestration)
-    if len(running) >= settings.max_active_jobs_per_caller:
-        return _error(429, f"you have {len(running)} unfinished jobs, the most allowed "
-                           f"(MAX_ACTIVE_JOBS_PER_CALLER); wait for one to end or cancel one")
-    return None
 
 
 def upload_job(store: BlobStore, blob: str, caller: Caller, settings: Any
