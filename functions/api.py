@@ -44,8 +44,9 @@ from shared.redact import redact
 from shared.settings import get_settings
 from shared.storage import get_store
 
-# App Service authentication (Entra ID) guards the routes; no function key on top.
-bp = df.Blueprint(http_auth_level=func.AuthLevel.ANONYMOUS)
+# App Service authentication (Entra ID) says who is calling; a function key on top keeps the
+# routes closed should sign-in ever be misconfigured (the app registers every route at FUNCTION).
+bp = df.Blueprint(http_auth_level=func.AuthLevel.FUNCTION)
 Client = df.DurableOrchestrationClient
 log = logging.getLogger(__name__)
 
