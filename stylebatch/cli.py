@@ -72,6 +72,7 @@ class LocalStack:
         from shared.procs import private_tempdir
         from shared.storage import get_store
         from stylebatch import worker
+        from stylebatch.local_host import binding_environment
 
         # The app is loaded by the real Python worker's code first: an app the worker would
         # refuse (so Azure and `func start` would run none of it) stops here, before anything
@@ -96,6 +97,7 @@ class LocalStack:
         self.settings = settings_from_env(values)
         install_settings(self.settings)
         stack.callback(install_settings, None)
+        os.environ.update(binding_environment(values))  # what the bindings read themselves
         self.store = get_store(self.settings)
         seed_assets(self.store)
 

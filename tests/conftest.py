@@ -71,14 +71,20 @@ class Harness:
     def __init__(self, azurite: Azurite, env: dict[str, str]):
         from shared.settings import install_settings, settings_from_env
         from shared.storage import get_store
+        from stylebatch.local_host import binding_environment
 
         # API calls without a principal header run as the local host's one user (an admin),
         # as under `stylebatch run/serve`; a test may override it.
         env = {"LOCAL_CALLER": "local-dev", **env}
 
-        # The hosted app's settings, installed as a local host does (shared/settings.py).
-        self.settings = settings_from_env({**os.environ, **env})
+        # The hosted app's settings, installed as a local host does (shared/settings.py), and
+        # the ones its bindings read from the environment themselves.
+        values = {**os.environ, **env}
+        self.settings = settings_from_env(values)
         install_settings(self.settings)
+        bound = binding_environment(values)
+        self._saved = {k: os.environ.get(k) for k in bound}
+        os.environ.update(bound)
         self.store = get_store(self.settings)
 
         from shared.batch.local import LocalBatchBackend
@@ -134,6 +140,11 @@ class Harness:
         self.durable.stop()
         LocalBatchBackend.shutdown_all()
         install_settings(None)
+        for k, v in self._saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 FAST_SCORING = {  # tiny work per frame: the tests check plumbing and pixels, not beauty
