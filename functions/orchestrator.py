@@ -8,9 +8,9 @@ Long jobs poll many times; every ``rounds_per_generation`` monitor rounds it con
 with its ledger, so the history (and every replay) stays short. Nothing it holds or passes
 grows with the chunk count: the chunks live in work/<job>/chunks.json, chunk sets travel as
 index ranges, the ledger counts tasks by state, and every activity result is bounded
-(``shared.pipeline.progress_job``). A generation's history is therefore at most about
-``8 * rounds_per_generation`` events of bounded size, whether the job has 3 chunks or
-MAX_CHUNKS (tests/test_fan_out.py holds it to that).
+(``shared.pipeline.progress_job``). A generation's history is therefore about 8 events a
+monitor round (12 with a resubmit) plus those of the stages before it, each of bounded size,
+whether the job has 3 chunks or MAX_CHUNKS (tests/test_fan_out.py holds it to that).
 """
 
 from __future__ import annotations
