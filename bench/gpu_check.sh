@@ -72,7 +72,7 @@ from scoring.images import load_image, to_frames, to_tensor
 from scoring.quality import quality
 from scoring.temporal import TemporalConfig, TemporalStage
 from scoring.transformer_net import load_model
-from shared.settings import Settings
+from shared.contract import SCORING
 out, device, clip = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
 if not (out / "swirl.pt").exists():
     sys.exit("no trained model")
@@ -81,7 +81,7 @@ src = read_frames(clip, 320, max_frames=24)
 picks = src[::6]
 for name, path in (("new", out / "swirl.pt"), ("bundled", Path("assets/models/swirl.pt"))):
     net = load_model(path, device)
-    stage = TemporalStage(TemporalConfig(weight=Settings().temporal_weight_for("fast")))
+    stage = TemporalStage(TemporalConfig(weight=SCORING.temporal_weight_for("fast")))
     with torch.inference_mode():
         res = [to_frames(stage(x, net(x)))[0] for x in (to_tensor(f, device) for f in src)]
     q = quality(res[::6], picks, style)

@@ -25,14 +25,14 @@ import torch
 import torch.nn.functional as F
 
 from scoring import flow as flowlib
-from scoring.images import resize, to_frames, working_size
-from shared.settings import Settings
+from scoring.images import resize, to_frames
+from shared.contract import SCORING, working_size
 
 
 @dataclass
 class TemporalConfig:
     enabled: bool = True
-    weight: float = Settings.temporal_weight  # share of the warped previous output kept
+    weight: float = SCORING.temporal_weight  # share of the warped previous output kept
     flow_side: int = 320  # flow is measured with the source's long side at most this
     cut_threshold: float = 0.3  # fewer coherent pixels than this: a scene cut, start afresh
     # mean abs difference (0-1) between a source frame and its warped predecessor: blended
@@ -62,7 +62,7 @@ class TemporalStage:
         t0 = time.perf_counter()
         assert src.shape == out.shape, (src.shape, out.shape)
         h, w = out.shape[-2:]
-        fh, fw = working_size(h, w, self.cfg.flow_side)
+        fw, fh = working_size(w, h, self.cfg.flow_side)
         small = to_frames(resize(src.float(), (fh, fw)))  # uint8 frames for DIS
         result = []
         for i, cur_src in enumerate(small):

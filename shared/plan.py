@@ -32,10 +32,12 @@ Azure pricing calculator before relying on a figure.
 
 from __future__ import annotations
 
+import heapq
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from shared.contract import working_size
 from shared.settings import Settings
 
 PRICE_TABLE_DATE = "2025-06-01"
@@ -98,8 +100,6 @@ DEVICES: dict[str, Device] = {d.name: d for d in [
            train_step_s=2.4, measured=True),
 ]}
 
-DEFAULT_VM_SIZE = "Standard_NC4as_T4_v3"
-
 # How long autoscale takes to notice a backlog: it evaluates every 5 minutes (the minimum).
 AUTOSCALE_REACTION_MIN = 5.0
 # After the queue drains, nodes stay until the formula sees the idle window and the next
@@ -119,17 +119,6 @@ def device(vm_size: str) -> Device:
     except KeyError:
         known = ", ".join(sorted(DEVICES))
         raise ValueError(f"unknown VM size {vm_size!r}; known sizes: {known}") from None
-
-
-def working_size(width: int, height: int, max_side: int) -> tuple[int, int]:
-    """The size the model works at: the frame scaled so its long side is at most max_side."""
-    if width <= 0 or height <= 0:
-        raise ValueError(f"bad frame size {width}x{height}")
-    long_side = max(width, height)
-    if max_side <= 0 or long_side <= max_side:
-        return width, height
-    scale = max_side / long_side
-    return max(1, round(width * scale)), max(1, round(height * scale))
 
 
 @dataclass(frozen=True)
@@ -173,7 +162,7 @@ def frame_cost(model: str, width: int, height: int, vm_size: str,
                      frame_s=per_frame, source=source)
 
 
-def frames_per_chunk(frames: int, width: int, height: int, model: str, settings: Settings,
+def choose_chunk_frames(frames: int, width: int, height: int, model: str, settings: Settings,
                      *, explicit: int | None = None, vm_size: str | None = None,
                      nodes: int | None = None) -> int:
     """Frames per chunk for a video (see the module docstring for the rule and its precedence).
@@ -278,7 +267,7 @@ def estimate(frames: int, width: int, height: int, model: str, nodes: int, vm_si
     if chunk_frames and chunk_frames > 0:
         fpc = max(1, min(frames, max(chunk_frames, math.ceil(frames / max(1, s.max_chunks)))))
     else:
-        fpc = frames_per_chunk(frames, width, height, model, s, vm_size=vm_size, nodes=nodes)
+        fpc = choose_chunk_frames(frames, width, height, model, s, vm_size=vm_size, nodes=nodes)
     chunks = math.ceil(frames / fpc)
     last = frames - (chunks - 1) * fpc
     task_s = cost.task_seconds(fpc)
@@ -329,3 +318,39 @@ def estimate_for_job(frames: int, width: int, height: int, model: str, settings:
                         chunk_frames=chunk_frames, train=train)
     return estimate(frames, width, height, model, max(1, settings.local_batch_slots), "local",
                     False, settings=settings, chunk_frames=chunk_frames, train=train)
+
+
+# --------------------------------------------------------------------------------------------
+# Sets of chunks and the work left, in forms that stay small whatever the chunk count: what
+# the orchestrator passes to its activities travels through orchestration history.
+
+
+def chunk_ranges(indices: list[int] | set[int]) -> list[list[int]]:
+    """Chunk indices as inclusive ranges: [0, 1, 2, 7] -> [[0, 2], [7, 7]]."""
+    out: list[list[int]] = []
+    for i in sorted(set(indices)):
+        if out and out[-1][1] == i - 1:
+            out[-1][1] = i
+        else:
+            out.append([i, i])
+    return out
+
+
+def expand_ranges(ranges: list[list[int]]) -> list[int]:
+    """The indices of ``chunk_ranges`` output, in order."""
+    return [i for lo, hi in ranges for i in range(int(lo), int(hi) + 1)]
+
+
+def remaining_makespan(running_left: list[int], pending: list[int], slots: int) -> int:
+    """Frames the busiest of ``slots`` task slots still has to score, when the running tasks
+    keep their slots and the pending ones start in order as slots free up (list scheduling,
+    as Batch hands queued tasks to free nodes; never fewer slots than running tasks). The
+    ETA divides this by one task's speed: a last wave of fewer tasks than slots runs slower
+    than the average rate would say."""
+    loads = list(running_left) + [0] * max(0, slots - len(running_left))
+    if not loads:
+        loads = [0]
+    heapq.heapify(loads)
+    for work in pending:
+        heapq.heappush(loads, heapq.heappop(loads) + work)
+    return max(loads) if loads else 0

@@ -130,8 +130,12 @@ class BlobStore:
     def read_bytes(self, container: str, name: str) -> bytes:
         return self.blob(container, name).download_blob().readall()
 
-    def write_bytes(self, container: str, name: str, data: bytes) -> None:
-        self.blob(container, name).upload_blob(data, overwrite=True)
+    def write_bytes(self, container: str, name: str, data: bytes, *, overwrite: bool = True,
+                    if_etag: str | None = None) -> None:
+        """Write a small blob; ``overwrite`` and ``if_etag`` as in ``upload_file``."""
+        condition = _if_match(if_etag)
+        self.blob(container, name).upload_blob(data, overwrite=overwrite or bool(condition),
+                                               **condition)
 
     def read_json(self, container: str, name: str) -> Any:
         return json.loads(self.read_bytes(container, name))
@@ -145,11 +149,11 @@ class BlobStore:
             yield BlobInfo(name=b.name, size=b.size, etag=b.etag.strip('"'),
                            metadata=dict(b.metadata or {}), last_modified=b.last_modified)
 
-    def source(self, container: str, name: str, etag: str | None = None) -> BlobSource:
+    def source(self, container: str, name: str, etag: str | None = None) -> BlobFile:
         """A re-openable, seekable reader over a blob, for ``shared.video``. With ``etag``
         every read is conditional on that version: if the blob is replaced, reads fail with
         ResourceModifiedError instead of mixing two versions."""
-        return BlobSource(self, container, validate_blob_name(name), etag)
+        return BlobFile(self, container, validate_blob_name(name), etag)
 
     def delete(self, container: str, name: str) -> bool:
         try:
@@ -200,26 +204,30 @@ class BlobStore:
 
     def blob_sas_token(self, container: str, name: str, *, write: bool = False,
                        ttl: timedelta = timedelta(hours=3),
-                       content_disposition: str | None = None) -> str:
+                       content_disposition: str | None = None,
+                       expiry: datetime | None = None) -> str:
         """A SAS for one blob: read-only, or create+write only (no read, list or delete).
-        Valid from five minutes ago (clock skew) for ``ttl``; https-only on an https account.
-        ``content_disposition`` (read URLs) is what the response says, e.g. to download."""
+        Valid from five minutes ago (clock skew) for ``ttl`` (or until ``expiry``); https-only
+        on an https account. ``content_disposition`` (read URLs) is what the response says,
+        e.g. to download."""
         now = datetime.now(UTC)
+        expiry = expiry or now + ttl
         perms = (BlobSasPermissions(create=True, write=True) if write
                  else BlobSasPermissions(read=True))
         https = self.service.url.lower().startswith("https://")
         return generate_blob_sas(self.account_name, container, validate_blob_name(name),
                                  permission=perms, start=now - timedelta(minutes=5),
-                                 expiry=now + ttl, protocol="https" if https else None,
+                                 expiry=expiry, protocol="https" if https else None,
                                  content_disposition=content_disposition,
-                                 **self._signing(ttl))
+                                 **self._signing(expiry - now))
 
     def blob_sas_url(self, container: str, name: str, *, write: bool = False,
                      ttl: timedelta = timedelta(hours=3),
-                     content_disposition: str | None = None) -> str:
+                     content_disposition: str | None = None,
+                     expiry: datetime | None = None) -> str:
         """URL of one blob with a SAS scoped to it (see ``blob_sas_token``)."""
         token = self.blob_sas_token(container, name, write=write, ttl=ttl,
-                                    content_disposition=content_disposition)
+                                    content_disposition=content_disposition, expiry=expiry)
         return f"{self.blob(container, name).url}?{token}"
 
 
@@ -279,8 +287,9 @@ class BlobReader(io.RawIOBase):
 
 
 @dataclass(frozen=True)
-class BlobSource:
-    """Something ``shared.video`` can open (any number of times) to read a blob."""
+class BlobFile:
+    """A blob that ``shared.video`` opens like a file, any number of times (not to be confused
+    with ``azure.functions.BlobSource``, which says where a blob trigger's events come from)."""
 
     store: BlobStore
     container: str
@@ -315,6 +324,9 @@ def _connection_string_part(conn: str, key: str) -> str | None:
     return None
 
 
+# Why process-wide: a Functions worker process serves many invocations, and every one asks for
+# its store; one client per configuration keeps one connection pool (and, in Azure, one token
+# cache). Owned by ``get_store``.
 _stores: dict[tuple[str, str], BlobStore] = {}
 _stores_lock = threading.Lock()
 

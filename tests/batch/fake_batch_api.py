@@ -80,6 +80,7 @@ class Outcome:
     run_s: float = 1.0  # simulated running time, service seconds
     hold: bool = False  # keep running until FakeBatchService.release()
     frames_before_hold: int = 1  # frame events visible in stdout.txt while held
+    held_stdout: str | None = None  # stdout.txt while held, instead of those frame events
     preempt: int = 0  # the node is preempted this many times before the task can finish
     write_outputs: bool = True  # a successful run produces its output files
 
@@ -165,6 +166,7 @@ class FakeBatchService:
         self.jobs: dict[str, dict] = {}
         self.tasks: dict[str, dict[str, dict]] = {}  # job id -> task id -> task JSON
         self.requests: list[tuple[str, str, dict[str, str]]] = []  # (method, path, query)
+        self.listed_items = 0  # task entries returned by list-tasks requests, all told
         self.server_errors_on_add = 0  # next N task results of addtaskcollection: servererror
         self._outcomes: list[tuple[str, Outcome]] = []
         self._runs: dict[str, _Run] = {}
@@ -459,6 +461,7 @@ class FakeBatchService:
             if offset + size < len(picked):
                 next_token = uuid.uuid4().hex
                 self._cursors[next_token] = (job_id, select, flt, offset + size, size)
+            self.listed_items += len(page)
             return [_public(t, select) for t in page], next_token
 
     def get_task(self, job_id: str, task_id: str, select: list[str] | None) -> dict:
@@ -890,7 +893,8 @@ def simulated_executor(service: FakeBatchService, task: dict, task_dir: Path, en
     lines = [json.dumps({"event": "frame", "index": i, "seconds": 0.01})
              for i in range(outcome.frames)]
     if outcome.hold:
-        stdout.write_text("".join(line + "\n" for line in lines[:outcome.frames_before_hold]))
+        stdout.write_text(outcome.held_stdout if outcome.held_stdout is not None else
+                          "".join(line + "\n" for line in lines[:outcome.frames_before_hold]))
         key = f"{task['id']}"
         run = service._runs.get(f"{env['AZ_BATCH_JOB_ID'].lower()}/{key.lower()}")
         if run is not None:
