@@ -16,13 +16,15 @@ from shared.batch.base import (
     TaskSpec,
     TaskState,
     chunk_task_id,
+    split_task_id,
     train_task_id,
 )
 from shared.settings import Settings
 from shared.storage import BlobStore
 
 __all__ = ["EXIT_BAD_INPUT", "BatchBackend", "BlobRef", "OutputFile", "ResourceFile", "TaskSpec",
-           "TaskState", "chunk_task_id", "train_task_id", "get_backend"]
+           "TaskState", "chunk_task_id", "split_task_id",
+           "train_task_id", "get_backend"]
 
 
 def get_backend(settings: Settings, store: BlobStore) -> BatchBackend:
