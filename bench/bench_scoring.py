@@ -111,9 +111,9 @@ def bench_size(model: str, w: int, h: int, n: int, args: argparse.Namespace, tmp
     e2e_fps = summary["frames"] / summary["seconds"]
     # overhead: the chunk's wall time over the time its model calls took inside it
     overhead = summary["seconds"] / max(summary["model_seconds"], 1e-9)
-    from scoring.images import working_size
+    from shared.contract import working_size
 
-    wh, ww = working_size(h, w, max_side, 32 if model == "gatys" else 16)
+    ww, wh = working_size(w, h, max_side, 32 if model == "gatys" else 16)
     return Figure(model, f"{w}x{h}", n, round(mfps, 3), round(e2e_fps, 3), round(overhead, 3),
                   f"{ww}x{wh}")
 

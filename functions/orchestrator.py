@@ -22,8 +22,9 @@ from shared.jobs import JobRequest, job_status
 bp = df.Blueprint()
 
 ORCHESTRATOR = "video_pipeline"
-# Transient activity failures (storage hiccups, a host recycled) are retried here, not with
-# call_activity_with_retry (SDK issue #603 inside task_all), with a growing pause.
+# Transient activity failures (storage hiccups, a host recycled) are retried here, with a
+# growing pause on a durable timer, so that the last failure becomes the job's error with the
+# activity's name and its reason (Job.call).
 ACTIVITY_ATTEMPTS = 4
 
 
@@ -56,9 +57,9 @@ class Job:
         self.state: dict[str, Any] = data.get("state") or {"stage": "probe"}
         opts = {**data.get("options", {})}
         self.options = opts
-        self.poll = timedelta(seconds=float(opts.get("poll_interval_s", 10)))
-        self.max_attempts = int(opts.get("max_chunk_attempts", 3))
-        self.rounds_per_generation = int(opts.get("rounds_per_generation", 50))
+        self.poll = timedelta(seconds=float(opts["poll_interval_s"]))
+        self.max_attempts = int(opts["max_chunk_attempts"])
+        self.rounds_per_generation = int(opts["rounds_per_generation"])
 
     # -- status ------------------------------------------------------------------------------
 

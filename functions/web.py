@@ -33,7 +33,7 @@ from functions.api import _caller, _error, _json, visible_job
 from functions.starter import resolve_style
 from shared.jobs import (
     INCOMING,
-    MODELS_KINDS,
+    MODEL_KINDS,
     OUTGOING,
     STYLE_EXTENSIONS,
     STYLES,
@@ -89,7 +89,7 @@ async def web_styles(req: func.HttpRequest) -> func.HttpResponse:
         return denied
     settings = get_settings()
     styles = await asyncio.to_thread(list_styles, get_store(settings))
-    return _json({"styles": styles, "models": list(MODELS_KINDS),
+    return _json({"styles": styles, "models": list(MODEL_KINDS),
                   "default_style": settings.default_style,
                   "default_model": settings.default_model})
 

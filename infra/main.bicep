@@ -211,8 +211,8 @@ module network 'modules/network.bicep' = if (vnetEnabled) {
   }
 }
 
-// The GPU pool: infra/batch/pool.bicep, owned by the Batch engineer (autoscale formula, node
-// image, start task). Spot: up to maxGpuNodes Spot nodes, plus up to dedicatedFallbackNodes
+// The GPU pool: infra/batch/pool.bicep, beside the node-side files it loads and installs
+// (autoscale formula, start task, task launcher). Spot: up to maxGpuNodes Spot nodes, plus up to dedicatedFallbackNodes
 // dedicated ones while Spot is preempted; dedicated only: maxGpuNodes dedicated nodes.
 module pool 'batch/pool.bicep' = {
   name: 'batch-pool'

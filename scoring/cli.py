@@ -6,8 +6,9 @@
     python -m scoring split --input clip.mp4 --probe probe.json --chunks chunks.json \
         --out-dir chunks
 
-Exit codes (chunk task contract): 0 success, 2 bad input (do not retry), anything else
-retryable. Progress is JSON lines on stdout; a failure ends with an ``error`` JSON line on stderr.
+The command lines, exit codes and events are the app's contract with the nodes
+(``shared/contract.py``): 0 success, 2 bad input (do not retry), anything else retryable;
+progress is JSON lines on stdout; a failure ends with an ``error`` JSON line on stderr.
 """
 
 from __future__ import annotations
@@ -20,10 +21,15 @@ import traceback
 from scoring.events import emit, emit_error
 from scoring.images import BadInputError
 from scoring.stylize import StylizeConfig
-from shared.settings import Settings
+from shared.contract import (
+    EVENT_DONE,
+    EXIT_BAD_INPUT,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_RETRY,
+    add_stylize_arguments,
+)
 from shared.video import VideoError
-
-EXIT_OK, EXIT_RETRY, EXIT_BAD_INPUT = 0, 1, 2
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -36,51 +42,20 @@ def _parser() -> argparse.ArgumentParser:
                         help="stylize a video chunk (the chunk task)",
                         description="Stylize every frame of a video chunk; OUT keeps IN's frame "
                                     "count, size and per-frame timestamps (video only).")
-    st.add_argument("--input", required=True, help="input video chunk (any container ffmpeg reads)")
-    st.add_argument("--output", required=True, help="output video chunk, written atomically")
-    st.add_argument("--style", default=None, help="style image (required for gatys)")
-    st.add_argument("--model", choices=("gatys", "fast"), default="gatys",
-                    help="gatys: optimisation per frame; fast: feed-forward network")
-    st.add_argument("--model-file", default=None,
-                    help="fast model weights (.pt); default assets/models/<style stem>.pt")
-    st.add_argument("--max-side", type=int, default=Settings.scoring_max_side,
-                    help="long side the model works at, frames scaled back after; 0 = full size")
-    st.add_argument("--steps", type=int, default=Settings.gatys_steps,
-                    help="gatys: L-BFGS evaluations for the first frame (and scene cuts)")
-    st.add_argument("--warm-steps", type=int, default=Settings.gatys_warm_steps,
-                    help="gatys: L-BFGS evaluations for each following frame")
+    add_stylize_arguments(st)
+    # Node-side tuning the app does not set.
     st.add_argument("--no-warm-start", dest="warm_start", action="store_false",
                     help="gatys: optimise every frame from its own content frame (flickers; "
                          "default: warm start)")
-    st.add_argument("--codec", default=Settings.output_codec,
-                    help="ffmpeg video encoder; 'auto' = h264_nvenc when usable, else libx264")
-    st.add_argument("--crf", type=int, default=Settings.output_crf,
-                    help="quality (x264/x265/vp9 crf; nvenc cq)")
-    st.add_argument("--preset", default=Settings.output_preset, help="encoder preset")
-    st.add_argument("--pix-fmt", default=Settings.output_pix_fmt,
-                    help="output pixel format (odd frame sizes fall back to yuv444p)")
     st.add_argument("--device", default="auto", help="auto | cpu | cuda")
     st.add_argument("--batch-size", type=int, default=0,
                     help="fast: frames per batch; 0 = 8 on CUDA, 1 on CPU")
     st.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
                     help="fast: autocast dtype on CUDA (auto = bf16 where supported)")
     st.add_argument("--compile", action="store_true", help="fast: torch.compile the network")
-    st.add_argument("--threads", type=int, default=0,
-                    help="torch CPU threads; 0 = $SCORING_THREADS, else all cores")
     st.add_argument("--quiet", action="store_true", help="no per-frame events")
-    st.add_argument("--no-temporal", dest="temporal", action="store_false",
-                    help="skip the temporal stage (each frame blended towards the previous "
-                         "output warped by the source's motion; default: on)")
     st.add_argument("--temporal-weight", type=float, default=StylizeConfig.temporal_weight,
                     help="temporal stage: share of the warped previous output kept")
-    st.add_argument("--lead-in", default=None,
-                    help="the previous chunk of the same video: its last frames are scored "
-                         "first and dropped, so this chunk starts where that one ends")
-    st.add_argument("--lead-in-frames", type=int, default=Settings.lead_in_frames,
-                    help="how many of the lead-in's last frames to score")
-    st.add_argument("--lead-out-frames", type=int, default=0,
-                    help="a next chunk follows with this lead-in: models with a history "
-                         "(gatys) cross-fade this many last frames into what it will compute")
 
     from scoring.train import add_train_arguments
 
@@ -169,8 +144,8 @@ def main(argv: list[str] | None = None) -> int:
             summary = run_train_args(args)
         else:
             summary = _run_flicker(args)
-        emit("done", **summary) if "seconds" in summary else \
-            emit("done", seconds=round(time.perf_counter() - t0, 3), **summary)
+        emit(EVENT_DONE, **summary) if "seconds" in summary else \
+            emit(EVENT_DONE, seconds=round(time.perf_counter() - t0, 3), **summary)
         return EXIT_OK
     except (BadInputError, VideoError) as exc:
         bad = isinstance(exc, BadInputError) or bool(getattr(exc, "bad_input", False))
@@ -178,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BAD_INPUT if bad else EXIT_RETRY
     except KeyboardInterrupt:
         emit_error("interrupted", bad_input=False)
-        return 130
+        return EXIT_INTERRUPTED
     except Exception as exc:  # noqa: BLE001 - every other failure is worth a retry
         traceback.print_exc(file=sys.stderr)
         emit_error(f"{type(exc).__name__}: {exc}", bad_input=False)

@@ -1,25 +1,27 @@
-"""JSON-line events: how scoring tasks report progress and errors to the Batch backends.
+"""Writing JSON-line events: how a scoring task reports progress and errors to the backends.
 
 Progress goes to stdout, one JSON object a line (``{"event": "frame", ...}``, ``{"event": "step",
 ...}``, ``{"event": "done", ...}``); a failure ends with ``{"event": "error", "reason": ...,
-"bad_input": ...}`` on stderr. The backends parse these lines, so keep the field names.
+"bad_input": ...}`` on stderr. The names, the line format and the reader the backends use are
+the app's contract with the nodes (``shared/contract.py``); this module only writes them.
 
     python -c "from scoring.events import emit; emit('frame', index=0, seconds=0.5)"
 """
 
 from __future__ import annotations
 
-import json
 import sys
 import threading
 from typing import Any, TextIO
+
+from shared.contract import EVENT_ERROR, event_line
 
 _lock = threading.Lock()
 
 
 def emit(event: str, stream: TextIO | None = None, **fields: Any) -> None:
     """Write one JSON line ``{"event": event, **fields}`` and flush (thread-safe)."""
-    line = json.dumps({"event": event, **fields}, separators=(", ", ": "))
+    line = event_line(event, **fields)
     out = stream or sys.stdout
     with _lock:
         out.write(line + "\n")
@@ -27,4 +29,4 @@ def emit(event: str, stream: TextIO | None = None, **fields: Any) -> None:
 
 
 def emit_error(reason: str, bad_input: bool) -> None:
-    emit("error", stream=sys.stderr, reason=reason, bad_input=bad_input)
+    emit(EVENT_ERROR, stream=sys.stderr, reason=reason, bad_input=bad_input)

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from scoring import flow as flowlib
+from shared.contract import working_size
 
 Motion = list[tuple[np.ndarray, np.ndarray]]  # per pair t: (flow t -> t-1 [H, W, 2], mask [H, W])
 
@@ -87,11 +88,12 @@ def flicker_report(output: np.ndarray, source: np.ndarray,
 
 def read_frames(path: str | Path, max_side: int = 320, max_frames: int = 0) -> list[np.ndarray]:
     """Decode a video's frames (uint8 RGB), scaled so the long side is at most ``max_side``."""
-    from scoring.images import resize, to_frames, to_tensor, working_size
-    from scoring.video_io import FrameReader, probe
+    from scoring.images import resize, to_frames, to_tensor
+    from scoring.video_io import FrameReader, video_info
 
-    info = probe(path)
-    size = working_size(info.height, info.width, max_side)
+    info = video_info(path)
+    w, h = working_size(info.width, info.height, max_side)
+    size = (h, w)
     frames = []
     reader = FrameReader(path, info)
     try:

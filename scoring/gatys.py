@@ -23,12 +23,13 @@ import torch
 from scoring import flow as flowlib
 from scoring.images import load_image, resize_long_side, to_frames
 from scoring.vgg import VGGFeatures, deprocess, gram, preprocess
+from shared.contract import SCORING
 
 
 @dataclass
 class GatysConfig:
-    steps: int = 40  # L-BFGS evaluations for a cold start (first frame, scene cut)
-    warm_steps: int = 6  # ... for a frame warm-started from the previous stylized frame
+    steps: int = SCORING.gatys_steps  # L-BFGS evaluations for a cold start (first frame, cut)
+    warm_steps: int = SCORING.gatys_warm_steps  # ... for a frame warm-started from the previous
     warm_start: bool = True  # False: every frame from its content frame (per-frame Gatys)
     content_layers: tuple[str, ...] = ("relu4_1",)
     style_layers: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
@@ -60,11 +61,6 @@ class GatysStylizer:
         self._prev_content: np.ndarray | None = None  # uint8 [h, w, 3], working size
         self._prev_out: np.ndarray | None = None  # float32 [h, w, 3] in [0, 1]
         self.cold_starts = 0
-
-    def reset(self) -> None:
-        """Forget the previous frame (next frame is a cold start)."""
-        self._prev_content = None
-        self._prev_out = None
 
     def style_grams(self, h: int, w: int) -> dict[str, torch.Tensor]:
         """Gram matrices of the style image scaled to the working size (cached per size)."""

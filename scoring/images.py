@@ -59,17 +59,6 @@ def to_frames(t: torch.Tensor) -> list[np.ndarray]:
     return list(arr)
 
 
-def working_size(height: int, width: int, max_side: int, min_side: int = 1) -> tuple[int, int]:
-    """(h, w) to process a frame at: long side at most ``max_side`` (0 = no limit), short side
-    at least ``min_side`` (tiny frames are upscaled so the model has something to see)."""
-    scale = 1.0
-    if max_side and max(height, width) > max_side:
-        scale = max_side / max(height, width)
-    if min(height, width) * scale < min_side:
-        scale = min_side / min(height, width)
-    return max(1, round(height * scale)), max(1, round(width * scale))
-
-
 def resize(t: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Resize [B, C, H, W] to ``size`` = (h, w): antialiased bilinear down, bicubic up."""
     if tuple(t.shape[-2:]) == tuple(size):

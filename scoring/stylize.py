@@ -38,9 +38,10 @@ import numpy as np
 import torch
 
 from scoring.events import emit
-from scoring.images import BadInputError, load_image, resize, working_size
+from scoring.images import BadInputError, load_image, resize
 from scoring.temporal import TemporalConfig, TemporalStage
-from scoring.video_io import EncodeOptions, FrameReader, FrameWriter, probe
+from scoring.video_io import EncodeOptions, FrameReader, FrameWriter, video_info
+from shared.contract import EVENT_FRAME, EVENT_WARNING, SCORING, working_size
 from shared.video import VideoError, frame_timestamps, restamp
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -54,19 +55,19 @@ class StylizeConfig:
     style: str | None = None
     model: str = "gatys"  # gatys | fast
     model_file: str | None = None  # fast only; default assets/models/<style stem>.pt
-    max_side: int = 320  # long side the model works at; 0 = full size
-    steps: int = 40  # gatys: L-BFGS evaluations for the first frame
-    warm_steps: int = 6  # gatys: ... for each following frame
+    max_side: int = SCORING.max_side  # long side the model works at; 0 = full size
+    steps: int = SCORING.gatys_steps  # gatys: L-BFGS evaluations for the first frame
+    warm_steps: int = SCORING.gatys_warm_steps  # gatys: ... for each following frame
     warm_start: bool = True  # gatys: start each frame from the previous stylized one
-    codec: str = "libx264"  # or "auto": h264_nvenc when usable, else libx264
-    crf: int = 18
-    preset: str = "medium"
-    pix_fmt: str = "yuv420p"
+    codec: str = SCORING.codec  # or "auto": h264_nvenc when usable, else libx264
+    crf: int = SCORING.crf
+    preset: str = SCORING.preset
+    pix_fmt: str = SCORING.pix_fmt
     device: str = "auto"  # auto | cpu | cuda
     batch_size: int = 0  # fast: frames per batch; 0 = 8 on CUDA, 1 on CPU
     precision: str = "auto"  # fast: auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16 | fp16
     compile: bool = False  # fast: torch.compile the network
-    threads: int = 0  # torch CPU threads; 0 = $SCORING_THREADS or all cores
+    threads: int = 0  # torch CPU threads; 0 = all cores
     queue_frames: int = 32  # bound of each pipeline queue, in frames
     quiet: bool = False  # no per-frame events
     temporal: bool = True  # the temporal stage after the model
@@ -77,12 +78,9 @@ class StylizeConfig:
 
 
 def cpu_threads(requested: int = 0) -> int:
-    """Threads for torch on the CPU: the request, else $SCORING_THREADS, else all cores."""
+    """Threads for torch on the CPU: the request (``--threads``), else all cores."""
     if requested > 0:
         return requested
-    env = os.environ.get("SCORING_THREADS", "").strip()
-    if env:
-        return max(1, int(env))
     return max(1, os.cpu_count() or 1)
 
 
@@ -114,7 +112,7 @@ class FrameModel:
         b, h, w, _ = batch.shape
         with torch.inference_mode(mode=not isinstance(self.net, _NeedsGrad)):
             x = batch.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255)
-            wh, ww = working_size(h, w, self.max_side, self.min_side)
+            ww, wh = working_size(w, h, self.max_side, self.min_side)
             x = resize(x, (wh, ww))  # [B, 3, wh, ww]
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
@@ -187,7 +185,7 @@ def read_lead_in(cfg: StylizeConfig, width: int, height: int) -> list[np.ndarray
         return []
     # A lead-in only smooths the seam: when it cannot be used the chunk is still scored, exactly.
     try:
-        info = probe(cfg.lead_in)
+        info = video_info(cfg.lead_in)
         if (info.width, info.height) != (width, height):
             raise VideoError(f"it is {info.width}x{info.height}, the chunk {width}x{height}")
         tail: collections.deque[np.ndarray] = collections.deque(maxlen=cfg.lead_in_frames)
@@ -197,7 +195,7 @@ def read_lead_in(cfg: StylizeConfig, width: int, height: int) -> list[np.ndarray
         finally:
             reader.close()
     except VideoError as exc:
-        emit("warning", message=f"lead-in not used: {exc}")
+        emit(EVENT_WARNING, message=f"lead-in not used: {exc}")
         return []
     return list(tail)
 
@@ -281,7 +279,7 @@ def stylize(cfg: StylizeConfig) -> dict:
     """
     t0 = time.perf_counter()
     torch.set_num_threads(cpu_threads(cfg.threads))
-    info = probe(cfg.input)
+    info = video_info(cfg.input)
     device = pick_device(cfg.device)
     model, batch_size = build_model(cfg, device)
     cuda = device.type == "cuda"
@@ -335,7 +333,7 @@ def stylize(cfg: StylizeConfig) -> dict:
                 for frame in frames.numpy():
                     writer.write(frame)
                     if not cfg.quiet:
-                        emit("frame", index=index, seconds=round(seconds, 4))
+                        emit(EVENT_FRAME, index=index, seconds=round(seconds, 4))
                     index += 1
         except _Aborted:
             pass

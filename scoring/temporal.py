@@ -25,7 +25,8 @@ import torch
 import torch.nn.functional as F
 
 from scoring import flow as flowlib
-from scoring.images import resize, to_frames, working_size
+from scoring.images import resize, to_frames
+from shared.contract import working_size
 
 
 @dataclass
@@ -61,7 +62,7 @@ class TemporalStage:
         t0 = time.perf_counter()
         assert src.shape == out.shape, (src.shape, out.shape)
         h, w = out.shape[-2:]
-        fh, fw = working_size(h, w, self.cfg.flow_side)
+        fw, fh = working_size(w, h, self.cfg.flow_side)
         small = to_frames(resize(src.float(), (fh, fw)))  # uint8 frames for DIS
         result = []
         for i, cur_src in enumerate(small):

@@ -36,6 +36,7 @@ from scoring.events import emit
 from scoring.images import BadInputError, load_image, resize, resize_long_side, to_tensor
 from scoring.transformer_net import NetConfig, TransformerNet, load_model, save_model
 from scoring.vgg import VGGFeatures, gram, preprocess
+from shared.contract import EVENT_RESUME, EVENT_STEP
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 
@@ -102,7 +103,7 @@ def _scaled(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 def load_content(cfg: TrainConfig) -> PairSet:
     """Read images and sampled video frame pairs; compute DIS flow + consistency for each pair."""
-    from scoring.video_io import FrameReader, probe
+    from scoring.video_io import FrameReader, video_info
 
     groups = []
     for src in cfg.content:
@@ -125,7 +126,7 @@ def load_content(cfg: TrainConfig) -> PairSet:
             continue
         if not path.is_file():
             raise BadInputError(f"content not found: {path}")
-        info = probe(path)
+        info = video_info(path)
         size = _frame_size(info.height, info.width, cfg)
         frames = [_scaled(f, size) for f in FrameReader(path, info)]
         if len(frames) < 2:
@@ -259,7 +260,7 @@ def train(cfg: TrainConfig) -> dict:
         start = int(state["step"])
         rng.seed(cfg.seed + start)
         torch.manual_seed(cfg.seed + start)
-        emit("resume", step=start, steps=cfg.steps)
+        emit(EVENT_RESUME, step=start, steps=cfg.steps)
     loss_fn = PerceptualLoss(style, cfg, device)
     amp = device.type == "cuda"
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -289,7 +290,7 @@ def train(cfg: TrainConfig) -> dict:
             first_loss = value
         if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps or step == start:
             last_loss = sum(window) / len(window)
-            emit("step", step=step + 1, steps=cfg.steps, loss=round(last_loss, 5),
+            emit(EVENT_STEP, step=step + 1, steps=cfg.steps, loss=round(last_loss, 5),
                  **{k: round(v, 5) for k, v in parts.items()},
                  seconds=round(time.perf_counter() - t0, 1))
             window = []

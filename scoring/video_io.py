@@ -1,4 +1,4 @@
-"""Frame-exact video I/O for the chunk task: probe, decode to raw RGB, encode from raw RGB.
+"""Frame-exact video I/O for the chunk task: size and rate, decode to raw RGB, encode from RGB.
 
 Decoding and encoding run the ffmpeg CLI (imageio-ffmpeg's binary) as streaming subprocesses
 over pipes, so memory stays flat whatever the chunk's length:
@@ -8,7 +8,7 @@ over pipes, so memory stays flat whatever the chunk's length:
 - encode: rgb24 in, the requested codec/crf/preset/pix_fmt out. The encoder's timestamps do not
   matter: the chunk task restamps the result with the input's (``shared.video.restamp``).
 
-    python -m scoring.video_io probe clip.mkv
+    python -m scoring.video_io info clip.mkv
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from shared.video import VideoError, ffmpeg_exe
-from shared.video import probe as shared_probe
+from shared.contract import SCORING
+from shared.video import VideoError, ffmpeg_exe, probe
 
 # 4:2:0 / 4:2:2 formats need even sizes with x264/x265/nvenc; odd sizes fall back to 4:4:4.
 _SUBSAMPLED = ("yuv420", "yuvj420", "nv12", "yuv422", "yuvj422", "nv16")
@@ -39,13 +39,13 @@ class VideoInfo:
     codec: str
 
 
-def probe(path: str | Path) -> VideoInfo:
-    """The first video stream's size and rate (``shared.video.probe`` on a local chunk).
+def video_info(path: str | Path) -> VideoInfo:
+    """The first video stream's size and rate of a local file (``shared.video.probe``).
     Raises VideoError(bad_input=True) with a readable reason."""
     path = Path(path)
     if not path.is_file():
         raise VideoError(f"input file not found: {path}")
-    p = shared_probe(str(path))
+    p = probe(str(path))
     rate = Fraction(p.fps).limit_denominator(1_000_000)
     if rate <= 0 or rate > 1000:
         rate = Fraction(25)
@@ -129,13 +129,15 @@ def _read_exact(stream, size: int) -> bytes | None:
 
 @dataclass(frozen=True)
 class EncodeOptions:
-    codec: str = "libx264"  # or "auto": h264_nvenc when usable, else libx264
-    crf: int = 18
-    preset: str = "medium"
-    pix_fmt: str = "yuv420p"
+    codec: str = SCORING.codec  # or "auto": h264_nvenc when usable, else libx264
+    crf: int = SCORING.crf
+    preset: str = SCORING.preset
+    pix_fmt: str = SCORING.pix_fmt
     threads: int = 0  # encoder threads, 0 = ffmpeg decides
 
 
+# Whether this node's ffmpeg can use NVENC does not change while a task runs; asking costs an
+# encoder start-up, so the answer is kept for the process (one task). Owned by nvenc_available.
 _nvenc_ok: bool | None = None
 
 
@@ -222,18 +224,8 @@ class FrameWriter:
             self._proc.wait()
 
 
-def count_frames(path: str | Path) -> int:
-    """Decode and count the frames of a video (used to check the encoder's output)."""
-    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-i", str(path),
-           "-map", "0:v:0", "-fps_mode", "passthrough", "-f", "framemd5", "-"]
-    proc = subprocess.run(cmd, capture_output=True)
-    if proc.returncode != 0:
-        raise VideoError(f"cannot read {path}: {_tail(proc.stderr)}", bad_input=False)
-    return sum(1 for line in proc.stdout.decode().splitlines() if line and line[0] != "#")
-
-
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "probe":
-        print(probe(sys.argv[2]))
+    if len(sys.argv) == 3 and sys.argv[1] == "info":
+        print(video_info(sys.argv[2]))
     else:
         print(__doc__)

@@ -30,10 +30,12 @@ from urllib.parse import quote
 
 from anyascii import anyascii
 
+from shared.contract import MODEL_KINDS
+
 INCOMING, STYLES, MODELS, WORK, OUTGOING = "incoming", "styles", "models", "work", "outgoing"
 CONTAINERS = (INCOMING, STYLES, MODELS, WORK, OUTGOING)
 
-MODELS_KINDS = ("gatys", "fast")
+
 VIDEO_EXTENSIONS = ("mp4", "mov", "mkv", "webm", "m4v")  # containers the output mirrors
 # What an upload's name may end with: containers libav reads (the rest become mp4 outputs).
 # Anything else fails at the door, before a byte is read.
@@ -83,8 +85,8 @@ def validate_style(style: str) -> str:
 
 
 def validate_model(model: str) -> str:
-    if model not in MODELS_KINDS:
-        raise InvalidName(f"model must be one of {', '.join(MODELS_KINDS)}, not {model!r}")
+    if model not in MODEL_KINDS:
+        raise InvalidName(f"model must be one of {', '.join(MODEL_KINDS)}, not {model!r}")
     return model
 
 

@@ -39,6 +39,7 @@ from shared.batch import (
     split_task_id,
     train_task_id,
 )
+from shared.contract import StylizeTask, TrainTask
 from shared.jobs import (
     INCOMING,
     MODELS,
@@ -59,7 +60,6 @@ from shared.settings import Settings
 from shared.storage import BlobStore, BlockWriter, get_store
 from shared.video import (
     Chunk,
-    Limits,
     Probe,
     VideoError,
     make_preview,
@@ -159,15 +159,13 @@ def probe_job(ctx: Context, req: JobRequest) -> dict[str, Any]:
     style_blob = find_style(ctx.store, req.style)
     if style_blob is None:
         return _bad(f"style '{req.style}' not found: upload {STYLES}/{req.style}.jpg (or .png)")
-    limits = Limits(max_duration_s=s.max_duration_s, max_width=s.max_width,
-                    max_height=s.max_height, max_frames=s.max_frames)
     try:
-        p = probe(_input(ctx, req), limits=limits, size_bytes=info.size)
+        p = probe(_input(ctx, req), limits=s.input_limits(), size_bytes=info.size)
     except Exception as exc:
         return _failed_reading_input(ctx, req, exc)
     ctx.store.write_json(WORK, _probe_blob(req.job_id), p.to_json())
     estimate = plan.estimate_for_job(p.frames, p.width, p.height, req.model, ctx.settings,
-                                     chunk_frames=frames_per_chunk(ctx, p, req))
+                                     chunk_frames=job_chunk_frames(ctx, p, req))
     return {"ok": True, "probe": p.summary(), "style_blob": style_blob,
             "estimate": estimate.to_status()}
 
@@ -180,10 +178,10 @@ def load_probe(ctx: Context, job_id: str) -> Probe:
 # split
 
 
-def frames_per_chunk(ctx: Context, p: Probe, req: JobRequest) -> int:
+def job_chunk_frames(ctx: Context, p: Probe, req: JobRequest) -> int:
     """Frames per chunk: the job's option, else sized by ``shared.plan`` (CHUNK_TARGET_SECONDS
     of work per task) or FRAMES_PER_CHUNK; never more than MAX_CHUNKS chunks."""
-    return plan.frames_per_chunk(p.frames, p.width, p.height, req.model, ctx.settings,
+    return plan.choose_chunk_frames(p.frames, p.width, p.height, req.model, ctx.settings,
                                  explicit=req.options.get("frames_per_chunk"))
 
 
@@ -194,7 +192,7 @@ def split_job(ctx: Context, req: JobRequest, attempt: int = 1) -> dict[str, Any]
     if changed:
         return _bad(changed)
     p = load_probe(ctx, req.job_id)
-    mode, chunks = plan_chunks(p, frames_per_chunk(ctx, p, req))
+    mode, chunks = plan_chunks(p, job_chunk_frames(ctx, p, req))
     ctx.store.write_json(WORK, _chunks_blob(req.job_id),
                          {"mode": mode, "chunks": [c.to_json() for c in chunks]})
     ctx.backend.submit(req.job_id, [split_task(req, ctx.settings, chunks, attempt)])
@@ -265,35 +263,37 @@ def chunk_codec(req: JobRequest, settings: Settings) -> str:
 
 def chunk_task(req: JobRequest, settings: Settings, chunk: Chunk, attempt: int,
                style_blob: str, chunks_total: int = 0) -> TaskSpec:
-    """The Batch task that stylizes one chunk (the chunk task contract: scoring/cli.py).
+    """The Batch task that stylizes one chunk (the chunk task contract: shared/contract.py).
     ``chunks_total``: how many chunks the job has (a chunk before the last gets a lead-out)."""
     task_id = chunk_task_id(chunk.index, attempt)
     style_file = "style" + os.path.splitext(style_blob)[1]
-    command = ["python", "-m", "scoring", "stylize", "--input", "chunk.mkv",
-               "--output", "out.mkv", "--style", style_file, "--model", req.model,
-               "--max-side", str(req.options.get("max_side", settings.scoring_max_side)),
-               "--codec", chunk_codec(req, settings), "--crf", str(settings.output_crf),
-               "--preset", settings.output_preset, "--pix-fmt", settings.output_pix_fmt]
     resources = [ResourceFile(BlobRef(WORK, chunk_blob(req.job_id, chunk.index)), "chunk.mkv"),
                  ResourceFile(BlobRef(STYLES, style_blob), style_file)]
+    lead_in = None
+    lead_out = 0
     if settings.lead_in_frames > 0:
         # No seam between chunks: a chunk first scores the previous chunk's last frames (dropped);
         # one with a successor cross-fades its last frames into what that lead-in computes.
         if chunk.index > 0:
+            lead_in = "lead_in.mkv"
             resources.append(ResourceFile(
-                BlobRef(WORK, chunk_blob(req.job_id, chunk.index - 1)), "lead_in.mkv"))
-            command += ["--lead-in", "lead_in.mkv",
-                        "--lead-in-frames", str(settings.lead_in_frames)]
+                BlobRef(WORK, chunk_blob(req.job_id, chunk.index - 1)), lead_in))
         if chunk.index < chunks_total - 1:
-            command += ["--lead-out-frames", str(settings.lead_in_frames)]
-    if not settings.temporal_stage:
-        command.append("--no-temporal")
-    if req.model == "gatys":
-        command += ["--steps", str(req.options.get("steps", settings.gatys_steps)),
-                    "--warm-steps", str(req.options.get("warm_steps", settings.gatys_warm_steps))]
-    else:
-        command += ["--model-file", "model.pt"]
-        resources.append(ResourceFile(BlobRef(MODELS, model_blob(req.style)), "model.pt"))
+            lead_out = settings.lead_in_frames
+    model_file = None
+    if req.model != "gatys":
+        model_file = "model.pt"
+        resources.append(ResourceFile(BlobRef(MODELS, model_blob(req.style)), model_file))
+    command = StylizeTask(
+        input="chunk.mkv", output="out.mkv", style=style_file, model=req.model,
+        model_file=model_file,
+        max_side=int(req.options.get("max_side", settings.scoring_max_side)),
+        steps=int(req.options.get("steps", settings.gatys_steps)),
+        warm_steps=int(req.options.get("warm_steps", settings.gatys_warm_steps)),
+        codec=chunk_codec(req, settings), crf=settings.output_crf,
+        preset=settings.output_preset, pix_fmt=settings.output_pix_fmt,
+        temporal=settings.temporal_stage, lead_in=lead_in,
+        lead_in_frames=settings.lead_in_frames, lead_out_frames=lead_out).argv()
     return TaskSpec(
         id=task_id, command=command, resource_files=resources,
         output_files=[
@@ -315,11 +315,10 @@ def train_task(req: JobRequest, settings: Settings, chunks: list[Chunk], attempt
     resources = [ResourceFile(BlobRef(STYLES, style_blob), style_file)]
     resources += [ResourceFile(BlobRef(WORK, chunk_blob(req.job_id, i)), f"content/{i:05d}.mkv")
                   for i in picks]
-    command = ["python", "-m", "scoring", "train", "--style", style_file, "--output", "model.pt",
-               "--steps", str(req.options.get("train_steps", settings.train_steps)),
-               "--log-every", "1"]
-    for i in picks:
-        command += ["--content", f"content/{i:05d}.mkv"]
+    command = TrainTask(
+        style=style_file, output="model.pt",
+        content=[f"content/{i:05d}.mkv" for i in picks],
+        steps=int(req.options.get("train_steps", settings.train_steps))).argv()
     return TaskSpec(
         id=task_id, command=command, resource_files=resources,
         output_files=[

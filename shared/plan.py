@@ -36,6 +36,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from shared.contract import working_size
 from shared.settings import Settings
 
 PRICE_TABLE_DATE = "2025-06-01"
@@ -98,8 +99,6 @@ DEVICES: dict[str, Device] = {d.name: d for d in [
            train_step_s=2.4, measured=True),
 ]}
 
-DEFAULT_VM_SIZE = "Standard_NC4as_T4_v3"
-
 # How long autoscale takes to notice a backlog: it evaluates every 5 minutes (the minimum).
 AUTOSCALE_REACTION_MIN = 5.0
 # After the queue drains, nodes stay until the formula sees the idle window and the next
@@ -119,17 +118,6 @@ def device(vm_size: str) -> Device:
     except KeyError:
         known = ", ".join(sorted(DEVICES))
         raise ValueError(f"unknown VM size {vm_size!r}; known sizes: {known}") from None
-
-
-def working_size(width: int, height: int, max_side: int) -> tuple[int, int]:
-    """The size the model works at: the frame scaled so its long side is at most max_side."""
-    if width <= 0 or height <= 0:
-        raise ValueError(f"bad frame size {width}x{height}")
-    long_side = max(width, height)
-    if max_side <= 0 or long_side <= max_side:
-        return width, height
-    scale = max_side / long_side
-    return max(1, round(width * scale)), max(1, round(height * scale))
 
 
 @dataclass(frozen=True)
@@ -173,7 +161,7 @@ def frame_cost(model: str, width: int, height: int, vm_size: str,
                      frame_s=per_frame, source=source)
 
 
-def frames_per_chunk(frames: int, width: int, height: int, model: str, settings: Settings,
+def choose_chunk_frames(frames: int, width: int, height: int, model: str, settings: Settings,
                      *, explicit: int | None = None, vm_size: str | None = None,
                      nodes: int | None = None) -> int:
     """Frames per chunk for a video (see the module docstring for the rule and its precedence).
@@ -278,7 +266,7 @@ def estimate(frames: int, width: int, height: int, model: str, nodes: int, vm_si
     if chunk_frames and chunk_frames > 0:
         fpc = max(1, min(frames, max(chunk_frames, math.ceil(frames / max(1, s.max_chunks)))))
     else:
-        fpc = frames_per_chunk(frames, width, height, model, s, vm_size=vm_size, nodes=nodes)
+        fpc = choose_chunk_frames(frames, width, height, model, s, vm_size=vm_size, nodes=nodes)
     chunks = math.ceil(frames / fpc)
     last = frames - (chunks - 1) * fpc
     task_s = cost.task_seconds(fpc)

@@ -1,8 +1,12 @@
 """All of stylebatch's settings, read from the environment in one place.
 
-Every setting is documented in ``local.settings.json.example`` and the README.
-Code asks for ``get_settings()`` and never reads ``os.environ`` itself, so tests
-can build a ``Settings`` directly and pass it around.
+Every setting is documented in ``local.settings.json.example`` and the README; the defaults of
+what the nodes are told come from ``shared/contract.py``. A Function app's settings are its
+environment (App Settings in Azure, ``local.settings.json`` under ``func start``), so the app's
+functions ask ``get_settings()``, which reads it once; no other code reads ``os.environ`` for a
+setting. A host that runs the app inside its own process (``stylebatch run/serve``, the tests)
+builds a ``Settings`` and installs it (``install_settings``) rather than writing the
+environment; code below the functions gets its ``Settings`` passed in.
 
     python -c "from shared.settings import get_settings; print(get_settings())"
 """
@@ -14,6 +18,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
+from shared.contract import MODEL_KINDS, SCORING, InputLimits
+
 # Azurite's published development account. Not a secret: it is the same on every machine.
 AZURITE_ACCOUNT = "devstoreaccount1"
 AZURITE_KEY = (
@@ -22,7 +28,10 @@ AZURITE_KEY = (
 
 
 @dataclass(frozen=True)
-class Settings:
+class Settings(InputLimits):
+    # --- input limits: the fields of InputLimits (shared/contract.py), MAX_INPUT_BYTES,
+    # MAX_DURATION_S, MAX_WIDTH, MAX_HEIGHT, MAX_FRAMES; bad input fails fast with the limit.
+
     # --- storage ---------------------------------------------------------------------------
     # Local/dev: a connection string (Azurite) in STORAGE. Azure: STORAGE__blobServiceUri (or
     # STORAGE_ACCOUNT_URL); the app then uses its managed identity (DefaultAzureCredential).
@@ -40,32 +49,29 @@ class Settings:
     monitor_rounds_per_generation: int = 50
     keep_work_on_failure: bool = True
 
-    # --- input limits (bad input fails fast with a readable reason) ---------------------------
-    max_input_bytes: int = 8 * 1024**3
-    max_duration_s: float = 3 * 3600.0
-    max_width: int = 7680
-    max_height: int = 4320
-    max_frames: int = 500_000
-
     # --- scoring (what the chunk tasks are told) -------------------------------------------------
-    scoring_max_side: int = 320  # the model works at most at this long side; 0 = full size
-    gatys_steps: int = 40  # L-BFGS evaluations for the first frame of a chunk
-    gatys_warm_steps: int = 6  # ... and for each following frame (warm start from the previous one)
-    train_steps: int = 400  # fast-model training steps when a style has no model yet
+    # Defaults and meanings: shared/contract.py (ScoringDefaults).
+    scoring_max_side: int = SCORING.max_side
+    gatys_steps: int = SCORING.gatys_steps
+    gatys_warm_steps: int = SCORING.gatys_warm_steps
+    train_steps: int = SCORING.train_steps
     # Seams and flicker: a chunk task first scores this many of the previous chunk's last frames
     # and drops them (0 = chunks start cold); the temporal stage steadies every model's output.
-    lead_in_frames: int = 8
+    lead_in_frames: int = SCORING.lead_in_frames
     temporal_stage: bool = True
-    output_codec: str = "libx264"
-    output_crf: int = 18
-    output_preset: str = "medium"
-    output_pix_fmt: str = "yuv420p"
+    output_codec: str = SCORING.codec
+    output_crf: int = SCORING.crf
+    output_preset: str = SCORING.preset
+    output_pix_fmt: str = SCORING.pix_fmt
 
     # --- batch ---------------------------------------------------------------------------------
     batch_backend: str = "local"  # local | azure
     local_batch_slots: int = 2
     task_max_wall_s: int = 3600
-    task_max_retries: int = 2  # retries by Batch itself for retryable exit codes
+    # Runs of a retryably failed task repeated in place by the local backend only. Azure Batch
+    # cannot exempt exit code 2 from its own retries, so Azure tasks get none and the
+    # orchestrator's new attempts (MAX_CHUNK_ATTEMPTS) are the retries there.
+    task_max_retries: int = 2
     batch_account_url: str = ""
     batch_account_name: str = ""
     batch_account_key: str = ""  # only for emulators/tests; Azure uses managed identity
@@ -92,6 +98,10 @@ class Settings:
     local_caller: str = ""
     admin_role: str = "stylebatch.admin"  # app role (token `roles` claim) that sees every job
     max_active_jobs_per_caller: int = 5  # unfinished API-started jobs one caller may have
+
+    def input_limits(self) -> InputLimits:
+        """What input is accepted (MAX_INPUT_BYTES, MAX_DURATION_S, MAX_WIDTH, …)."""
+        return InputLimits(**{f.name: getattr(self, f.name) for f in fields(InputLimits)})
 
 
 # Environment variable name for every field (upper-case field name), plus aliases.
@@ -138,7 +148,7 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
 
 
 def validate_settings(s: Settings) -> None:
-    if s.default_model not in ("gatys", "fast"):
+    if s.default_model not in MODEL_KINDS:
         raise ValueError(f"DEFAULT_MODEL must be gatys or fast, not {s.default_model!r}")
     if s.batch_backend not in ("local", "azure"):
         raise ValueError(f"BATCH_BACKEND must be local or azure, not {s.batch_backend!r}")
@@ -152,18 +162,27 @@ def validate_settings(s: Settings) -> None:
         raise ValueError("SAS_SLACK_MINUTES must not be negative")
 
 
-_cached: Settings | None = None
+class _ProcessSettings:
+    """The settings of the Function app in this process: installed by a host, else read from
+    the environment on first use."""
+
+    def __init__(self) -> None:
+        self.current: Settings | None = None
+
+
+_process = _ProcessSettings()
 
 
 def get_settings() -> Settings:
-    """The process's settings, read once from the environment."""
-    global _cached
-    if _cached is None:
-        _cached = settings_from_env()
-    return _cached
+    """The app's settings: the installed ones, else read once from the environment."""
+    if _process.current is None:
+        _process.current = settings_from_env()
+    return _process.current
 
 
-def reset_settings_cache() -> None:
-    """Forget the cached settings (the local host changes the environment before it starts)."""
-    global _cached
-    _cached = None
+def install_settings(settings: Settings | None) -> None:
+    """Run the app in this process with ``settings`` (a local host); None: back to the
+    environment's, read at the next ``get_settings()``."""
+    if settings is not None:
+        validate_settings(settings)
+    _process.current = settings

@@ -154,11 +154,11 @@ class BlobStore:
             yield BlobInfo(name=b.name, size=b.size, etag=b.etag.strip('"'),
                            metadata=dict(b.metadata or {}), last_modified=b.last_modified)
 
-    def source(self, container: str, name: str, etag: str | None = None) -> BlobSource:
+    def source(self, container: str, name: str, etag: str | None = None) -> BlobFile:
         """A re-openable, seekable reader over a blob, for ``shared.video``. With ``etag``
         every read is conditional on that version: if the blob is replaced, reads fail with
         ResourceModifiedError instead of mixing two versions."""
-        return BlobSource(self, container, validate_blob_name(name), etag)
+        return BlobFile(self, container, validate_blob_name(name), etag)
 
     def delete(self, container: str, name: str) -> bool:
         try:
@@ -326,8 +326,9 @@ class BlockWriter:
 
 
 @dataclass(frozen=True)
-class BlobSource:
-    """Something ``shared.video`` can open (any number of times) to read a blob."""
+class BlobFile:
+    """A blob that ``shared.video`` opens like a file, any number of times (not to be confused
+    with ``azure.functions.BlobSource``, which says where a blob trigger's events come from)."""
 
     store: BlobStore
     container: str
@@ -362,6 +363,9 @@ def _connection_string_part(conn: str, key: str) -> str | None:
     return None
 
 
+# Why process-wide: a Functions worker process serves many invocations, and every one asks for
+# its store; one client per configuration keeps one connection pool (and, in Azure, one token
+# cache). Owned by ``get_store``.
 _stores: dict[tuple[str, str], BlobStore] = {}
 _stores_lock = threading.Lock()
 

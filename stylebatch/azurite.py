@@ -27,7 +27,17 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+
+from tenacity import (
+    RetryError,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_delay,
+    stop_any,
+    wait_exponential,
+)
 
 from shared.procs import die_with_parent, pid_alive, process_cmdline
 from shared.settings import AZURITE_ACCOUNT, AZURITE_KEY
@@ -54,6 +64,38 @@ def azurite_blob_exe() -> str:
 
 class DataFolderInUse(RuntimeError):
     """Another process runs an Azurite on this data folder."""
+
+
+class NotAnswering(RuntimeError):
+    """Nothing answered HTTP on the port in time (or the process behind it ended)."""
+
+
+def wait_until_answers(port: int, timeout: float, alive: Callable[[], bool] = lambda: True,
+                       path: str = f"/{AZURITE_ACCOUNT}?comp=list") -> int:
+    """Wait until an HTTP server on 127.0.0.1:``port`` answers, retrying with a growing pause
+    (0.05 s doubling to 1 s) for at most ``timeout`` seconds, or until ``alive()`` turns false.
+    Any HTTP answer counts (Azurite answers 403 without auth). Returns the number of tries;
+    raises NotAnswering with the port, the tries and the last error."""
+    def ask() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+        try:
+            conn.request("GET", path)
+            conn.getresponse().read()
+        finally:
+            conn.close()
+
+    retrying = Retrying(
+        stop=stop_any(stop_after_delay(timeout), lambda _state: not alive()),
+        wait=wait_exponential(multiplier=0.05, max=1.0),
+        retry=retry_if_exception_type((OSError, http.client.HTTPException)))
+    try:
+        retrying(ask)
+    except RetryError as exc:
+        last = exc.last_attempt
+        why = "its process ended" if not alive() else f"not within {timeout:g} s"
+        raise NotAnswering(f"nothing answered on 127.0.0.1:{port} ({why}; "
+                           f"{last.attempt_number} tries, last: {last.exception()!r})") from None
+    return int(retrying.statistics.get("attempt_number", 1))
 
 
 class Azurite:
@@ -112,22 +154,12 @@ class Azurite:
                 start_new_session=True, preexec_fn=die_with_parent(signal.SIGTERM))
             (Path(self.location) / "azurite.pid").write_text(
                 json.dumps({"pid": self.proc.pid, "port": self.port}))
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline:
-                if self.proc.poll() is not None:
-                    break
-                try:
-                    # Any HTTP answer means it is up (403 without auth is an answer).
-                    conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=1)
-                    try:
-                        conn.request("GET", f"/{AZURITE_ACCOUNT}?comp=list")
-                        conn.getresponse().read()
-                    finally:
-                        conn.close()
-                    return self
-                except (OSError, http.client.HTTPException):
-                    time.sleep(0.1)
-            self._stop_proc()
+            try:
+                wait_until_answers(self.port, timeout,
+                                   alive=lambda p=self.proc: p.poll() is None)
+                return self
+            except NotAnswering:
+                self._stop_proc()
         self.stop(remove=False)
         raise RuntimeError(f"Azurite did not start; see {self.location}/azurite.log")
 

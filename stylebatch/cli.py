@@ -24,8 +24,17 @@ from pathlib import Path
 from typing import Any
 
 from shared.callers import LOCAL_IDENTITY
-from shared.jobs import INCOMING, MODELS, OUTGOING, STYLE_EXTENSIONS, STYLES, slugify
-from shared.settings import STORAGE_SETTING_NAMES, get_settings, reset_settings_cache
+from shared.contract import MODEL_KINDS
+from shared.jobs import (
+    INCOMING,
+    MODELS,
+    OUTGOING,
+    STYLE_EXTENSIONS,
+    STYLES,
+    TERMINAL_STATES,
+    slugify,
+)
+from shared.settings import STORAGE_SETTING_NAMES, install_settings, settings_from_env
 
 REPO = Path(__file__).resolve().parent.parent
 ASSETS = REPO / "assets"
@@ -63,6 +72,7 @@ class LocalStack:
         from shared.procs import private_tempdir
         from shared.storage import get_store
         from stylebatch import worker
+        from stylebatch.local_host import binding_environment
 
         # The app is loaded by the real Python worker's code first: an app the worker would
         # refuse (so Azure and `func start` would run none of it) stops here, before anything
@@ -73,17 +83,21 @@ class LocalStack:
         tmp = private_tempdir("stylebatch")
         stack.callback(shutil.rmtree, tmp, True)
         tempfile.tempdir = tmp
-        os.environ["TMPDIR"] = tmp
-        os.environ.update(env or {})
+        os.environ["TMPDIR"] = tmp  # inherited by the chunk tasks and their ffmpeg
+        # The hosted app's settings: this environment with the command's overrides, installed
+        # for the app's functions (shared/settings.py) rather than written into os.environ.
+        values = {**os.environ, **(env or {})}
         # No sign-in in front of a local host: API calls without a principal run as its user.
-        os.environ.setdefault("LOCAL_CALLER", LOCAL_IDENTITY)
-        if not any(os.environ.get(name) for name in STORAGE_SETTING_NAMES):
+        values.setdefault("LOCAL_CALLER", LOCAL_IDENTITY)
+        if not any(values.get(name) for name in STORAGE_SETTING_NAMES):
             from stylebatch.azurite import Azurite
 
             self.azurite = stack.enter_context(Azurite(location=azurite_dir))
-            os.environ["STORAGE"] = self.azurite.connection_string
-        reset_settings_cache()
-        self.settings = get_settings()
+            values["STORAGE"] = self.azurite.connection_string
+        self.settings = settings_from_env(values)
+        install_settings(self.settings)
+        stack.callback(install_settings, None)
+        os.environ.update(binding_environment(values))  # what the bindings read themselves
         self.store = get_store(self.settings)
         seed_assets(self.store)
 
@@ -105,9 +119,7 @@ class LocalStack:
     def _stop_backend(self) -> None:
         from shared.batch.local import LocalBatchBackend
 
-        for backend in LocalBatchBackend._shared.values():
-            backend.shutdown()
-        LocalBatchBackend._shared.clear()
+        LocalBatchBackend.shutdown_all()
 
 
 def _style_name(store: Any, style: str | None) -> str | None:
@@ -198,7 +210,7 @@ def _follow(local: LocalStack, job_id: str, quiet: bool = False) -> dict[str, An
                 print(("\r" if tty else "") + line + ("" if tty else "\n"), end="",
                       file=sys.stderr, flush=True)
                 last = key
-            if status["state"] in ("completed", "failed", "cancelled"):
+            if status["state"] in TERMINAL_STATES:
                 return status
         time.sleep(0.5)
 
@@ -229,7 +241,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                             include_existing=args.process_existing,
                             state=local.instance_store).start()
         stack.callback(poller.stop)
-        conn = os.environ.get("STORAGE", "(configured storage)")
+        conn = local.settings.storage_connection_string or local.settings.storage_account_url
         resumed = local.durable.resumed
         print(f"stylebatch serving on http://127.0.0.1:{args.port}/api/jobs\n"
               f"web page: http://127.0.0.1:{args.port}/api/ui\n"
@@ -270,7 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("video", help="the video to restyle")
     r.add_argument("--style", help="a style name in the styles container, or an image file "
                    "(default: setting DEFAULT_STYLE)")
-    r.add_argument("--model", choices=("gatys", "fast"), help="default: setting DEFAULT_MODEL")
+    r.add_argument("--model", choices=MODEL_KINDS, help="default: setting DEFAULT_MODEL")
     r.add_argument("-o", "--output", help="where to write the result "
                    "(default: out/<the result's name in outgoing>)")
     r.add_argument("--poll", type=float, default=None, help="seconds between progress polls "
@@ -297,12 +309,9 @@ def build_parser() -> argparse.ArgumentParser:
     scoring_options(s)
     s.set_defaults(func=cmd_serve)
 
-    try:
-        from stylebatch import plan_cmd
-    except ImportError:
-        plan_cmd = None  # type: ignore[assignment]
-    if plan_cmd is not None:
-        plan_cmd.add_parser(sub)
+    from stylebatch import plan_cmd
+
+    plan_cmd.add_parser(sub)
     return p
 
 

@@ -41,18 +41,16 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiohttp import web
+from azure.durable_functions.models.actions import ActionType as Action
+from azure.durable_functions.models.history import HistoryEventType as Event
 from dateutil.parser import isoparse
 
 from stylebatch import worker
 from stylebatch.worker import Datum, WorkerApp
 
 log = logging.getLogger(__name__)
-
-# History event types (azure.durable_functions.models.history.HistoryEventType).
-EXECUTION_STARTED, TASK_SCHEDULED, TASK_COMPLETED, TASK_FAILED = 0, 4, 5, 6
-TIMER_CREATED, TIMER_FIRED, ORCHESTRATOR_STARTED, ORCHESTRATOR_COMPLETED = 10, 11, 12, 13
-# Action types (azure.durable_functions.models.actions.ActionType).
-CALL_ACTIVITY, CONTINUE_AS_NEW, CREATE_TIMER = 0, 4, 5
+# History event and action numbers are the SDK's own (Event, Action: IntEnums, so they equal the
+# ints in the JSON and serialise as those ints).
 
 RUNNING_STATES = ("Pending", "Running")
 
@@ -133,9 +131,9 @@ class Instance:
     def outstanding_activities(self) -> list[dict[str, Any]]:
         """TaskScheduled events of this generation whose result has not arrived."""
         answered = {e.get("TaskScheduledId") for e in self.history + self.new_events
-                    if e["EventType"] in (TASK_COMPLETED, TASK_FAILED)}
+                    if e["EventType"] in (Event.TASK_COMPLETED, Event.TASK_FAILED)}
         return [e for e in self.history
-                if e["EventType"] == TASK_SCHEDULED and e["EventId"] not in answered]
+                if e["EventType"] == Event.TASK_SCHEDULED and e["EventId"] not in answered]
 
 
 class _DaemonPool:
@@ -217,7 +215,7 @@ class DurableHost:
             if old is not None:
                 inst.generation = old.generation + 1
                 inst.version = old.version
-            inst.new_events.append({"EventType": EXECUTION_STARTED, "EventId": -1,
+            inst.new_events.append({"EventType": Event.EXECUTION_STARTED, "EventId": -1,
                                     "IsPlayed": False, "Timestamp": _ts(now), "Name": name,
                                     "Input": input_json, "Version": ""})
             self.instances[instance_id] = inst
@@ -310,7 +308,11 @@ class DurableHost:
         self._pool.shutdown()
         if self._runner:
             asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self.loop).result(10)
-        try:  # the Durable SDK keeps one aiohttp session per process: close it with its loop
+        # The Durable SDK keeps one aiohttp session per process, bound to the loop that made it:
+        # close it with this loop, or the next host in this process would get a session of a
+        # dead loop. The SDK has no public way to close it (its own docstring says there is no
+        # shutdown hook), so this is the one private call left.
+        try:
             from azure.durable_functions.models.utils import http_utils
 
             asyncio.run_coroutine_threadsafe(http_utils._close_session(), self.loop).result(10)
@@ -372,9 +374,9 @@ class DurableHost:
             return
         # The timer may have been cancelled by termination while we waited.
         if inst.timers.pop(timer_id, None) is not None and inst.status in RUNNING_STATES:
-            inst.new_events.append({"EventType": TIMER_FIRED, "EventId": -1, "IsPlayed": False,
-                                    "Timestamp": _ts(self.clock.now()), "TimerId": timer_id,
-                                    "FireAt": _ts(fire_at)})
+            inst.new_events.append({"EventType": Event.TIMER_FIRED, "EventId": -1,
+                                    "IsPlayed": False, "Timestamp": _ts(self.clock.now()),
+                                    "TimerId": timer_id, "FireAt": _ts(fire_at)})
 
     def _episode(self, inst: Instance) -> None:
         with self._cond:
@@ -383,7 +385,7 @@ class DurableHost:
             events, inst.new_events = inst.new_events, []
             now = self.clock.now()
             played = [{**e, "IsPlayed": True} for e in inst.history]
-            history = played + [{"EventType": ORCHESTRATOR_STARTED, "EventId": -1,
+            history = played + [{"EventType": Event.ORCHESTRATOR_STARTED, "EventId": -1,
                                  "IsPlayed": False, "Timestamp": _ts(now)}] + events
             inst.status = "Running"
             generation = inst.generation
@@ -422,7 +424,7 @@ class DurableHost:
             inst.status, inst.output = "Failed", f"non-deterministic orchestrator: {exc}"
             self._cond.notify_all()
             return self._snapshot_locked(inst)
-        inst.history.append({"EventType": ORCHESTRATOR_COMPLETED, "EventId": -1,
+        inst.history.append({"EventType": Event.ORCHESTRATOR_COMPLETED, "EventId": -1,
                              "IsPlayed": False, "Timestamp": _ts(inst.updated)})
         if error is not None:
             inst.status, inst.output = "Failed", error
@@ -439,7 +441,7 @@ class DurableHost:
         """Check replayed actions against history; schedule the new ones.
 
         Returns the continue-as-new input when the orchestrator asked for it."""
-        tasks = [a for a in actions if a["actionType"] != CONTINUE_AS_NEW]
+        tasks = [a for a in actions if a["actionType"] != Action.CONTINUE_AS_NEW]
         for position, (action, previous) in enumerate(zip(tasks, inst.scheduled)):
             if _signature(action) != previous:
                 raise NonDeterminismError(
@@ -450,25 +452,25 @@ class DurableHost:
             task_id = len(inst.scheduled)
             inst.scheduled.append(_signature(action))
             kind = action["actionType"]
-            if kind == CALL_ACTIVITY:
-                inst.history.append({"EventType": TASK_SCHEDULED, "EventId": task_id,
+            if kind == Action.CALL_ACTIVITY:
+                inst.history.append({"EventType": Event.TASK_SCHEDULED, "EventId": task_id,
                                      "IsPlayed": False, "Timestamp": _ts(now),
                                      "Name": action["functionName"], "Input": action.get("input")})
                 inst.in_flight += 1
                 self._pool.submit(self._run_activity, inst, inst.generation, task_id,
                                   action["functionName"], action.get("input"))
-            elif kind == CREATE_TIMER:
+            elif kind == Action.CREATE_TIMER:
                 fire_at = isoparse(action["fireAt"])
                 if fire_at.tzinfo is None:
                     fire_at = fire_at.replace(tzinfo=UTC)
-                inst.history.append({"EventType": TIMER_CREATED, "EventId": task_id,
+                inst.history.append({"EventType": Event.TIMER_CREATED, "EventId": task_id,
                                      "IsPlayed": False, "Timestamp": _ts(now),
                                      "FireAt": _ts(fire_at)})
                 inst.timers[task_id] = fire_at
             else:
                 raise NonDeterminismError(f"action type {kind} is not supported by this host")
         for action in actions:
-            if action["actionType"] == CONTINUE_AS_NEW:
+            if action["actionType"] == Action.CONTINUE_AS_NEW:
                 return action.get("input")
         return None
 
@@ -478,7 +480,7 @@ class DurableHost:
         inst.history, inst.scheduled, inst.timers = [], [], {}
         inst.in_flight = 0
         inst.status = "Running"
-        inst.new_events = [{"EventType": EXECUTION_STARTED, "EventId": -1, "IsPlayed": False,
+        inst.new_events = [{"EventType": Event.EXECUTION_STARTED, "EventId": -1, "IsPlayed": False,
                             "Timestamp": _ts(self.clock.now()), "Name": inst.name,
                             "Input": new_input, "Version": ""}]
 
@@ -488,19 +490,19 @@ class DurableHost:
         activity = self.activities.get(name)
         try:
             if activity is None:
-                event = {"EventType": TASK_FAILED, "TaskScheduledId": task_id,
+                event = {"EventType": Event.TASK_FAILED, "TaskScheduledId": task_id,
                          "Reason": f"activity {name!r} does not exist", "Details": ""}
             else:
                 # The extension hands the activity its input as JSON text and takes its result
                 # back as JSON text; both conversions are the activity trigger converter's.
                 returned = worker.invoke(activity, {activity.trigger["name"]: Datum(
                     input_json if input_json is not None else "null", "json")}, loop=self.loop)
-                event = {"EventType": TASK_COMPLETED, "TaskScheduledId": task_id,
+                event = {"EventType": Event.TASK_COMPLETED, "TaskScheduledId": task_id,
                          "Result": returned.value if returned else "null"}
         except Exception as exc:
             if not self._stop.is_set():  # failures of abandoned activities are noise
                 log.warning("activity %s failed: %s", name, exc)
-            event = {"EventType": TASK_FAILED, "TaskScheduledId": task_id,
+            event = {"EventType": Event.TASK_FAILED, "TaskScheduledId": task_id,
                      "Reason": f"{type(exc).__name__}: {exc}",
                      "Details": traceback.format_exc(limit=8)}
         if self._stop.is_set():
@@ -529,7 +531,7 @@ class DurableHost:
             await self._runner.setup()
             site = web.TCPSite(self._runner, "127.0.0.1", 0)
             await site.start()
-            self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+            self.port = int(self._runner.addresses[0][1])  # the port the OS picked
 
         asyncio.run_coroutine_threadsafe(start(), self.loop).result(10)
         return self
@@ -629,8 +631,8 @@ def _flatten(actions: list[Any]) -> list[dict[str, Any]]:
 
 def _signature(action: dict[str, Any]) -> tuple:
     kind = action["actionType"]
-    if kind == CALL_ACTIVITY:
+    if kind == Action.CALL_ACTIVITY:
         return ("activity", action["functionName"], action.get("input"))
-    if kind == CREATE_TIMER:
+    if kind == Action.CREATE_TIMER:
         return ("timer", _ts(_aware(isoparse(action["fireAt"]))))
     return ("other", kind, json.dumps(action, sort_keys=True))

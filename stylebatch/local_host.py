@@ -26,6 +26,7 @@ import json
 import logging
 import re
 import threading
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
@@ -36,12 +37,22 @@ import azure.functions as func
 from aiohttp import web
 
 from shared.jobs import INCOMING
+from shared.settings import STORAGE_SETTING_NAMES
 from shared.storage import BlobStore
 from stylebatch import worker
 from stylebatch.durable_host import DurableHost
 from stylebatch.worker import Datum, LoadedFunction, WorkerApp
 
 log = logging.getLogger(__name__)
+
+
+def binding_environment(values: Mapping[str, str]) -> dict[str, str]:
+    """The settings the hosted app's bindings read from the process environment themselves:
+    the blob trigger's SDK-type binding builds its ``BlobClient`` from its ``connection``
+    setting (``STORAGE``, or ``STORAGE__blobServiceUri``) found in ``os.environ``, as in Azure.
+    A host sets these in its environment; every other setting it installs
+    (``shared.settings.install_settings``)."""
+    return {name: values[name] for name in STORAGE_SETTING_NAMES if values.get(name)}
 
 # Bindings this host can feed: triggers, and the inputs/outputs that go with them.
 _TRIGGERS = {"httpTrigger", "blobTrigger", "orchestrationTrigger", "activityTrigger"}

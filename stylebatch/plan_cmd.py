@@ -19,17 +19,17 @@ import json
 import sys
 from typing import Any
 
+from shared.contract import MODEL_KINDS, working_size
 from shared.plan import (
     DEVICES,
     MIN_TASK_SECONDS,
     PRICE_TABLE_DATE,
     Estimate,
+    choose_chunk_frames,
     estimate,
     frame_cost,
-    frames_per_chunk,
-    working_size,
 )
-from shared.settings import Settings, settings_from_env
+from shared.settings import Settings, get_settings
 
 DESCRIPTION = ("Estimate frames, chunks, GPU-minutes, wall time (node start-up included) and cost "
                "of styling a video on Azure Batch. Defaults come from the app's settings "
@@ -61,7 +61,7 @@ def _arguments(p: argparse.ArgumentParser) -> None:
                       help="Spot nodes (cheaper, may be preempted) (BATCH_SPOT)")
     spot.add_argument("--dedicated", dest="spot", action="store_false",
                       default=argparse.SUPPRESS, help="dedicated nodes (the opposite of --spot)")
-    p.add_argument("--model", choices=("gatys", "fast"), default=s.default_model,
+    p.add_argument("--model", choices=MODEL_KINDS, default=s.default_model,
                    help="style model (DEFAULT_MODEL)")
     p.add_argument("--train", action=argparse.BooleanOptionalAction, default=None,
                    help="count the fast model's training task (default: with --model fast)")
@@ -82,7 +82,7 @@ def _arguments(p: argparse.ArgumentParser) -> None:
 
 def _settings() -> Settings:
     try:
-        return settings_from_env()
+        return get_settings()
     except ValueError:  # a broken environment must not break --help
         return Settings()
 
@@ -165,7 +165,7 @@ def render(est: Estimate, source: str, settings: Settings, explicit: int | None 
     if not explicit and settings.chunk_target_seconds <= 0:
         cost = frame_cost(est.model, est.width, est.height, est.vm_size, settings)
         if cost.task_seconds(est.frames_per_chunk) < MIN_TASK_SECONDS:
-            auto = frames_per_chunk(est.frames, est.width, est.height, est.model, Settings(
+            auto = choose_chunk_frames(est.frames, est.width, est.height, est.model, Settings(
                 **{**settings.__dict__, "chunk_target_seconds": 120.0}), vm_size=est.vm_size,
                 nodes=est.nodes)
             lines.append(f"hint:      tasks this short waste start-up time; --target-seconds "

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from shared.jobs import TERMINAL_STATES
 from shared.video import ffmpeg_exe
 from stylebatch.azurite import Azurite
 
@@ -68,17 +69,22 @@ class Harness:
     """The Function app on a virtual clock, wired to Azurite and the local Batch backend."""
 
     def __init__(self, azurite: Azurite, env: dict[str, str]):
-        from shared.settings import get_settings, reset_settings_cache
+        from shared.settings import install_settings, settings_from_env
         from shared.storage import get_store
+        from stylebatch.local_host import binding_environment
 
         # API calls without a principal header run as the local host's one user (an admin),
         # as under `stylebatch run/serve`; a test may override it.
         env = {"LOCAL_CALLER": "local-dev", **env}
 
-        self._saved = {k: os.environ.get(k) for k in env}
-        os.environ.update(env)
-        reset_settings_cache()
-        self.settings = get_settings()
+        # The hosted app's settings, installed as a local host does (shared/settings.py), and
+        # the ones its bindings read from the environment themselves.
+        values = {**os.environ, **env}
+        self.settings = settings_from_env(values)
+        install_settings(self.settings)
+        bound = binding_environment(values)
+        self._saved = {k: os.environ.get(k) for k in bound}
+        os.environ.update(bound)
         self.store = get_store(self.settings)
 
         from shared.batch.local import LocalBatchBackend
@@ -122,25 +128,23 @@ class Harness:
             if code == 200:
                 if not seen or seen[-1] != body["state"]:
                     seen.append(body["state"])
-                if body["state"] in ("completed", "failed", "cancelled"):
+                if body["state"] in TERMINAL_STATES:
                     return body, seen
             time.sleep(0.05)
         raise TimeoutError(f"job {job_id} did not end; states {seen}")
 
     def close(self) -> None:
         from shared.batch.local import LocalBatchBackend
-        from shared.settings import reset_settings_cache
+        from shared.settings import install_settings
 
         self.durable.stop()
-        for backend in LocalBatchBackend._shared.values():
-            backend.shutdown()
-        LocalBatchBackend._shared.clear()
+        LocalBatchBackend.shutdown_all()
+        install_settings(None)
         for k, v in self._saved.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-        reset_settings_cache()
 
 
 FAST_SCORING = {  # tiny work per frame: the tests check plumbing and pixels, not beauty

@@ -51,7 +51,7 @@ def test_job_ids_carry_a_64_bit_hash_and_stay_valid_batch_and_durable_ids():
     assert JOB_HASH_HEX * 4 >= 64
     # Batch job ids: letters, digits, hyphens, underscores, at most 64 characters.
     assert re.fullmatch(r"[A-Za-z0-9_-]{1,64}", job_id) and validate_job_id(job_id)
-    # One stem, many names: the issue found a 32-bit collision after 94,335 of these.
+    # One stem, many names: a 32-bit hash collided after 94,335 of these; 64 bits must not.
     ids = {make_job_id("clip.mp4", f"0x{i:x}", "swirl", "gatys") for i in range(120_000)}
     assert len(ids) == 120_000
 

@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 from shared.batch.base import (
-    EXIT_BAD_INPUT,
     BatchBackend,
     BlobRef,
     OutputFile,
@@ -22,9 +21,8 @@ from shared.batch.base import (
 from shared.settings import Settings
 from shared.storage import BlobStore
 
-__all__ = ["EXIT_BAD_INPUT", "BatchBackend", "BlobRef", "OutputFile", "ResourceFile", "TaskSpec",
-           "TaskState", "chunk_task_id", "split_task_id",
-           "train_task_id", "get_backend"]
+__all__ = ["BatchBackend", "BlobRef", "OutputFile", "ResourceFile", "TaskSpec", "TaskState",
+           "chunk_task_id", "split_task_id", "train_task_id", "get_backend"]
 
 
 def get_backend(settings: Settings, store: BlobStore) -> BatchBackend:

@@ -33,7 +33,6 @@ docs/azure-batch.md. Uses ``azure-batch`` 15.x (``BatchClient``, REST api-versio
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import re
@@ -53,6 +52,7 @@ from azure.core.pipeline import PipelineRequest
 from azure.core.pipeline.policies import BearerTokenCredentialPolicy
 
 from shared.batch.base import OutputFile, ResourceFile, TaskSpec, TaskState, utc_iso
+from shared.contract import error_reason, read_progress
 from shared.settings import Settings
 from shared.storage import BlobStore
 
@@ -122,6 +122,9 @@ class _JobView:
 class AzureBatchBackend:
     """The BatchBackend protocol on an Azure Batch account (see the module docstring)."""
 
+    # Why process-wide: a Functions worker process serves many invocations; one client per
+    # configuration keeps one connection pool and token cache, and the job views that spare
+    # the monitor from listing finished tasks again. Owned by ``shared``.
     _shared: dict[tuple, AzureBatchBackend] = {}
     _shared_lock = threading.Lock()
 
@@ -239,7 +242,8 @@ class AzureBatchBackend:
             constraints=m.BatchTaskConstraints(
                 max_wall_clock_time=timedelta(seconds=spec.max_wall_s),
                 retention_time=timedelta(minutes=s.batch_task_retention_minutes),
-                # Retries belong to the orchestrator (see the module docstring).
+                # Not spec.max_retries: Batch would retry exit code 2 (bad input) too. Retries
+                # belong to the orchestrator (see the module docstring).
                 max_task_retry_count=0),
             # Its own user per task: a task exploited through a hostile bitstream cannot read or
             # change what other tasks on the node left behind.
@@ -416,31 +420,20 @@ class AzureBatchBackend:
         except Exception as exc:  # the log is a nicety: never fail the monitor over it
             log.info("no stderr for task %s: %s", task.id, exc)
             return None
+        reason = error_reason(data)
+        if reason is not None:
+            return reason
         lines = [ln.strip() for ln in data.decode(errors="replace").splitlines() if ln.strip()]
-        for line in reversed(lines):
-            try:
-                event = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(event, dict) and event.get("event") == "error" and event.get("reason"):
-                return str(event["reason"])
         return lines[-1][-500:] if lines else None
 
     def _frames_done(self, job_id: str, task_id: str) -> int:
-        """Frame events so far in a running task's stdout.txt, read from the node."""
+        """Progress so far (frames, or a training task's steps) from a running task's
+        stdout.txt, read from the node."""
         try:
             data = b"".join(self.client.download_task_file(job_id, task_id, "stdout.txt"))
         except Exception:  # not written yet, node busy, task just finished: no progress info
             return 0
-        frames = 0
-        for line in data.splitlines():
-            if b'"frame"' not in line:
-                continue
-            try:
-                frames += json.loads(line).get("event") == "frame"
-            except ValueError:
-                continue
-        return frames
+        return read_progress(data)[0] or 0
 
     # -- cancel and cleanup ---------------------------------------------------------------------
 

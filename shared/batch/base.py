@@ -16,9 +16,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-# Exit codes of the chunk task contract (docs/architecture.md).
-EXIT_OK = 0
-EXIT_BAD_INPUT = 2  # do not retry: the same input will fail the same way
+from shared.contract import EXIT_BAD_INPUT
 
 TASK_STATES = ("pending", "running", "succeeded", "failed")
 
@@ -61,7 +59,9 @@ class TaskSpec:
     chunk: int = -1  # chunk index for chunk tasks
     frames: int = 0  # frames this task scores (progress accounting)
     max_wall_s: int = 3600
-    max_retries: int = 0  # retries by the backend itself for retryable (not 2) exit codes
+    # Runs the local backend repeats itself after a retryable (not 2) exit; Azure Batch gets
+    # maxTaskRetryCount 0, since it would retry exit code 2 as well (shared/batch/azure.py).
+    max_retries: int = 0
 
 
 @dataclass

@@ -15,7 +15,6 @@ folder, removed on shutdown or, after a crash, by the next backend created on th
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import queue
@@ -32,7 +31,8 @@ from pathlib import Path
 
 from azure.storage.blob import BlobClient
 
-from shared.batch.base import EXIT_BAD_INPUT, TaskSpec, TaskState, utc_iso
+from shared.batch.base import TaskSpec, TaskState, utc_iso
+from shared.contract import EXIT_BAD_INPUT, EXIT_OK, error_reason, read_progress, with_threads
 from shared.procs import die_with_parent, private_tempdir
 from shared.settings import Settings
 from shared.storage import BlobStore
@@ -58,6 +58,9 @@ class _Task:
 class LocalBatchBackend:
     """A pool of ``slots`` local workers behind the BatchBackend protocol."""
 
+    # Why process-wide: activities are separate invocations, yet the tasks they submit must
+    # keep running and be found by the next one, as they are by the Batch service. Owned by
+    # ``shared``; a host that stops calls ``shutdown_all``.
     _shared: dict[tuple, LocalBatchBackend] = {}
     _shared_lock = threading.Lock()
 
@@ -149,6 +152,15 @@ class LocalBatchBackend:
             return any(t.state.state in ("pending", "running")
                        for job in self._jobs.values() for t in job.values())
 
+    @classmethod
+    def shutdown_all(cls) -> None:
+        """Shut down every backend ``shared`` made and forget them (a local host stopping)."""
+        with cls._shared_lock:
+            backends = list(cls._shared.values())
+            cls._shared.clear()
+        for backend in backends:
+            backend.shutdown()
+
     def shutdown(self) -> None:
         for job_id in list(self._jobs):
             self.cancel(job_id)
@@ -215,7 +227,7 @@ class LocalBatchBackend:
             # 2. The command, retried by the "node" for retryable exit codes like Batch does.
             while True:
                 code, error = self._execute(task, task_dir, wd)
-                if code == 0 or code == EXIT_BAD_INPUT or task.cancelled \
+                if code in (EXIT_OK, EXIT_BAD_INPUT) or task.cancelled \
                         or task.attempts_left <= 0 or error == "timeout":
                     break
                 task.attempts_left -= 1
@@ -242,11 +254,11 @@ class LocalBatchBackend:
 
     def _execute(self, task: _Task, task_dir: Path, wd: Path) -> tuple[int | None, str | None]:
         spec = task.spec
+        # The slots share this machine's cores: each task is told its share.
         argv = [sys.executable if i == 0 and a == "python" else a
-                for i, a in enumerate(spec.command)]
+                for i, a in enumerate(with_threads(spec.command, self.threads_per_task))]
         env = {**os.environ, **spec.env,
                "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
-               "SCORING_THREADS": str(self.threads_per_task),
                "OMP_NUM_THREADS": str(self.threads_per_task)}
         with task.lock:
             if task.cancelled:
@@ -279,29 +291,19 @@ class LocalBatchBackend:
             stderr.close()
 
     def _read_progress(self, task: _Task, path: Path, offset: int) -> int:
-        """Follow the task's JSON-lines log: frames done so far (partial progress)."""
+        """Follow the task's JSON-lines log: frames (or training steps) done so far."""
         try:
             with open(path, "rb") as fh:
                 fh.seek(offset)
                 data = fh.read()
         except OSError:
             return offset
-        end = data.rfind(b"\n") + 1
-        frames = None
-        for line in data[:end].splitlines():
-            try:
-                event = json.loads(line)
-            except ValueError:
-                continue
-            if event.get("event") == "frame":
-                frames = int(event.get("index", -1)) + 1
-            elif event.get("event") == "step":
-                frames = int(event.get("step", 0))
+        frames, consumed = read_progress(data)
         if frames is not None:
             with self._lock:
                 task.state.frames_done = frames
                 self._changed.notify_all()
-        return offset + end
+        return offset + consumed
 
     def _upload_outputs(self, task: _Task, task_dir: Path, wd: Path, success: bool) -> str | None:
         error = None
@@ -331,16 +333,13 @@ class LocalBatchBackend:
         if error == "timeout":
             return "the task exceeded its maximum wall-clock time"
         try:
-            lines = (task_dir / "stderr.txt").read_text(errors="replace").strip().splitlines()
+            text = (task_dir / "stderr.txt").read_text(errors="replace").strip()
         except OSError:
-            lines = []
-        for line in reversed(lines):
-            try:
-                event = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(event, dict) and event.get("event") == "error":
-                return str(event.get("reason"))
+            text = ""
+        reason = error_reason(text)
+        if reason is not None:
+            return reason
+        lines = text.splitlines()
         tail = " | ".join(lines[-3:]) if lines else "no output"
         return f"exit code {code}: {tail}"
 

@@ -23,13 +23,13 @@ original frame *i*'s timestamp.
 from shared.video.cli import main
 from shared.video.common import Source, VideoError, ffmpeg_exe, run_ffmpeg
 from shared.video.preview import first_frame_image, make_preview
-from shared.video.probing import Limits, Probe, StreamInfo, probe
+from shared.video.probing import Probe, StreamInfo, probe
 from shared.video.splitting import Chunk, plan_chunks, split
 from shared.video.stitching import StitchResult, output_format, stitch
 from shared.video.timestamps import frame_timestamps, restamp, retime_packets
 
 __all__ = [
-    "Chunk", "Limits", "Probe", "Source", "StitchResult", "StreamInfo", "VideoError",
+    "Chunk", "Probe", "Source", "StitchResult", "StreamInfo", "VideoError",
     "ffmpeg_exe", "first_frame_image", "frame_timestamps", "main", "make_preview",
     "output_format", "plan_chunks", "probe", "restamp", "retime_packets", "run_ffmpeg", "split",
     "stitch",

@@ -1,7 +1,7 @@
 """What every room of ``shared.video`` shares: the error type, the bundled ffmpeg, and opening
 a path or a blob with libav.
 
-A *source* is a local path or a ``shared.storage.BlobSource`` (a blob read through the SDK
+A *source* is a local path or a ``shared.storage.BlobFile`` (a blob read through the SDK
 with range requests, never held whole, conditional on one version of the blob).
 """
 
@@ -19,12 +19,12 @@ from shared.procs import die_with_parent
 from shared.redact import redact
 
 if TYPE_CHECKING:
-    from shared.storage import BlobSource
+    from shared.storage import BlobFile
 
 # PyAV's default (no Python log callback) on purpose: a callback deadlocks when a libav decoder
 # thread logs while the GIL-holding thread closes that decoder. Errors still raise exceptions.
 
-Source: TypeAlias = Union[str, "os.PathLike[str]", "BlobSource"]  # noqa: UP007 (forward ref)
+Source: TypeAlias = Union[str, "os.PathLike[str]", "BlobFile"]  # noqa: UP007 (forward ref)
 
 
 class VideoError(Exception):

@@ -12,6 +12,7 @@ from typing import Any
 
 import av
 
+from shared.contract import LIMITS, InputLimits
 from shared.video.bitstream import is_clean_random_access
 from shared.video.common import Source, VideoError, is_path, libav_error, opened, stream_at
 
@@ -87,20 +88,12 @@ class Probe:
         return cls(**data)
 
 
-@dataclass(frozen=True)
-class Limits:
-    max_duration_s: float = 3 * 3600.0
-    max_width: int = 7680
-    max_height: int = 4320
-    max_frames: int = 500_000
 
-
-
-def probe(src: Source, *, limits: Limits = Limits(), size_bytes: int = 0) -> Probe:
+def probe(src: Source, *, limits: InputLimits = LIMITS, size_bytes: int = 0) -> Probe:
     """Read a video's streams, frame count and per-frame timestamps without decoding it
     (one frame is decoded to check the stream really decodes and to read its rotation).
 
-    ``src`` is a path or a ``BlobSource`` (libav reads a blob through range requests).
+    ``src`` is a path or a ``BlobFile`` (libav reads a blob through range requests).
     Raises VideoError(bad_input=True) with a human-readable reason for unusable input.
     """
     try:
@@ -122,7 +115,7 @@ def _looks_like_iso_bmff(src: Source) -> bool:
     return head[4:8] in (b"ftyp", b"mdat", b"free", b"wide", b"moov")
 
 
-def _probe(src: Source, limits: Limits, size_bytes: int) -> Probe:
+def _probe(src: Source, limits: InputLimits, size_bytes: int) -> Probe:
     with opened(src) as container:
         fmt = container.format.name
         streams = [_stream_info(s) for s in container.streams]
@@ -168,7 +161,7 @@ def _video_stream(container: Any, streams: list[StreamInfo]) -> Any:
     return videos[0]
 
 
-def _check_limits(width: int, height: int, duration: float, limits: Limits) -> None:
+def _check_limits(width: int, height: int, duration: float, limits: InputLimits) -> None:
     if width > limits.max_width or height > limits.max_height:
         raise VideoError(f"the video is {width}x{height}, larger than the limit "
                          f"MAX_WIDTH x MAX_HEIGHT = {limits.max_width}x{limits.max_height}")
@@ -192,7 +185,8 @@ class _PacketScan:
         return len(self.pts_decode) + self.discarded + self.missing_pts
 
 
-def _scan_packets(container: Any, video_index: int, codec: str, limits: Limits) -> _PacketScan:
+def _scan_packets(container: Any, video_index: int, codec: str, limits: InputLimits
+                  ) -> _PacketScan:
     scan = _PacketScan()
     try:
         for packet in container.demux():

@@ -1,5 +1,5 @@
 """Serve a blob to the ffmpeg CLI: a loopback HTTP server with range requests over a
-``BlobSource``, for as long as a ``with`` block lasts."""
+``BlobFile``, for as long as a ``with`` block lasts."""
 
 from __future__ import annotations
 

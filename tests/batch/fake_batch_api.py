@@ -80,6 +80,7 @@ class Outcome:
     run_s: float = 1.0  # simulated running time, service seconds
     hold: bool = False  # keep running until FakeBatchService.release()
     frames_before_hold: int = 1  # frame events visible in stdout.txt while held
+    held_stdout: str | None = None  # stdout.txt while held, instead of those frame events
     preempt: int = 0  # the node is preempted this many times before the task can finish
     write_outputs: bool = True  # a successful run produces its output files
 
@@ -890,7 +891,8 @@ def simulated_executor(service: FakeBatchService, task: dict, task_dir: Path, en
     lines = [json.dumps({"event": "frame", "index": i, "seconds": 0.01})
              for i in range(outcome.frames)]
     if outcome.hold:
-        stdout.write_text("".join(line + "\n" for line in lines[:outcome.frames_before_hold]))
+        stdout.write_text(outcome.held_stdout if outcome.held_stdout is not None else
+                          "".join(line + "\n" for line in lines[:outcome.frames_before_hold]))
         key = f"{task['id']}"
         run = service._runs.get(f"{env['AZ_BATCH_JOB_ID'].lower()}/{key.lower()}")
         if run is not None:

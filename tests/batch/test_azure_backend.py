@@ -30,7 +30,8 @@ from shared.batch.azure import (
     make_client,
     shell_word,
 )
-from shared.batch.base import EXIT_BAD_INPUT, TaskState, chunk_task_id
+from shared.batch.base import TaskState, chunk_task_id
+from shared.contract import EXIT_BAD_INPUT
 from tests.batch.conftest import azure_settings, chunk_spec
 from tests.batch.fake_batch_api import FakeBatchService, Outcome, subprocess_executor, wait_for
 

@@ -14,16 +14,16 @@ import numpy as np
 import pytest
 
 from shared import plan
+from shared.contract import working_size
 from shared.plan import (
     DEVICES,
     MAX_TASK_SECONDS,
     MIN_TASK_SECONDS,
     PRICE_TABLE_DATE,
+    choose_chunk_frames,
     estimate,
     estimate_for_job,
     frame_cost,
-    frames_per_chunk,
-    working_size,
 )
 from shared.settings import Settings
 from stylebatch import plan_cmd
@@ -33,20 +33,20 @@ AZURE_AUTO = Settings(batch_backend="azure", chunk_target_seconds=120.0)
 
 def test_precedence_explicit_then_auto_then_fixed():
     fixed = Settings(frames_per_chunk=48)
-    assert frames_per_chunk(1440, 1920, 1080, "gatys", fixed) == 48
-    auto = frames_per_chunk(1440, 1920, 1080, "gatys", AZURE_AUTO)
+    assert choose_chunk_frames(1440, 1920, 1080, "gatys", fixed) == 48
+    auto = choose_chunk_frames(1440, 1920, 1080, "gatys", AZURE_AUTO)
     assert auto != 48
-    assert frames_per_chunk(1440, 1920, 1080, "gatys", AZURE_AUTO, explicit=100) == 100
+    assert choose_chunk_frames(1440, 1920, 1080, "gatys", AZURE_AUTO, explicit=100) == 100
 
 
 def test_max_chunks_bounds_the_task_count_whatever_the_rule():
     s = Settings(frames_per_chunk=10, max_chunks=50)
-    assert frames_per_chunk(100_000, 640, 360, "gatys", s) == 2000
-    assert frames_per_chunk(100_000, 640, 360, "gatys", s, explicit=5) == 2000
+    assert choose_chunk_frames(100_000, 640, 360, "gatys", s) == 2000
+    assert choose_chunk_frames(100_000, 640, 360, "gatys", s, explicit=5) == 2000
     auto = Settings(batch_backend="azure", chunk_target_seconds=120.0, max_chunks=50)
-    n = frames_per_chunk(100_000, 640, 360, "gatys", auto)
+    n = choose_chunk_frames(100_000, 640, 360, "gatys", auto)
     assert -(-100_000 // n) <= 50
-    assert frames_per_chunk(10, 640, 360, "gatys", Settings(frames_per_chunk=48)) == 10
+    assert choose_chunk_frames(10, 640, 360, "gatys", Settings(frames_per_chunk=48)) == 10
 
 
 @pytest.mark.parametrize("vm", ["Standard_NC4as_T4_v3", "Standard_NC24ads_A100_v4"])
@@ -55,23 +55,23 @@ def test_max_chunks_bounds_the_task_count_whatever_the_rule():
 def test_auto_sizing_keeps_tasks_within_one_to_three_gpu_minutes(vm, model, size):
     frames = 60 * 60 * 24  # an hour at 24 fps: long enough for the target to decide
     s = Settings(batch_backend="azure", chunk_target_seconds=120.0, batch_vm_size=vm)
-    n = frames_per_chunk(frames, *size, model, s)
+    n = choose_chunk_frames(frames, *size, model, s)
     seconds = frame_cost(model, *size, vm, s).task_seconds(n)
     assert MIN_TASK_SECONDS <= seconds <= MAX_TASK_SECONDS
 
 
 def test_short_video_is_spread_over_the_pool_but_not_below_a_minute():
     s = Settings(batch_backend="azure", chunk_target_seconds=120.0, batch_max_nodes=4)
-    n = frames_per_chunk(2400, 1920, 1080, "gatys", s)
+    n = choose_chunk_frames(2400, 1920, 1080, "gatys", s)
     assert -(-2400 // n) == 4  # one chunk per node
-    tiny = frames_per_chunk(200, 1920, 1080, "gatys", s)
+    tiny = choose_chunk_frames(200, 1920, 1080, "gatys", s)
     assert tiny == 200  # 200 frames is under a minute of work: one task, not four tiny ones
 
 
 def test_chunks_fill_whole_waves_of_the_pool():
     s = Settings(batch_backend="azure", chunk_target_seconds=120.0, batch_max_nodes=4,
                  batch_vm_size="Standard_NC24ads_A100_v4")
-    n = frames_per_chunk(14400, 1280, 720, "fast", s)
+    n = choose_chunk_frames(14400, 1280, 720, "fast", s)
     assert -(-14400 // n) % 4 == 0
 
 
@@ -79,7 +79,7 @@ def test_measured_seconds_per_frame_wins_over_the_table():
     s = Settings(batch_backend="azure", chunk_target_seconds=120.0, seconds_per_frame=1.0)
     cost = frame_cost("gatys", 1920, 1080, s.batch_vm_size, s)
     assert cost.frame_s == 1.0 and cost.source == "setting"
-    assert 60 <= frames_per_chunk(20_000, 1920, 1080, "gatys", s) <= 120
+    assert 60 <= choose_chunk_frames(20_000, 1920, 1080, "gatys", s) <= 120
 
 
 def test_working_size_and_unknown_vm():

@@ -1,4 +1,4 @@
-"""Offline syntax checks for every Bicep file under infra/ (this issue's and infra/batch/).
+"""Offline syntax checks for every Bicep file under infra/ (infra/batch/ included).
 
 The Bicep compiler cannot be installed here (a .NET binary from GitHub/NuGet; no npm or PyPI
 package ships it), so two independent parsers from PyPI stand in for `bicep build`'s syntax pass:

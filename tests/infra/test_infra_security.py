@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import re
 
-import pytest
-
 from tests.infra.bicep_text import (
     INFRA,
     REPO,
@@ -29,7 +27,6 @@ ALL = {p: strip_comments(p.read_text(encoding="utf-8")) for p in bicep_files()}
 FUNCTIONAPP = read("infra/modules/functionapp.bicep")
 MAIN = read("infra/main.bicep")
 POOL = INFRA / "batch" / "pool.bicep"
-NO_POOL = "infra/batch/pool.bicep (Batch engineer) not written yet"
 CONTAINER_TYPE = "Microsoft.Storage/storageAccounts/blobServices/containers"
 
 
@@ -208,7 +205,6 @@ def test_no_shared_key_for_batch_anywhere():
         assert not re.search(r"batchAccounts?[\w.]*\.listKeys|listKeys\([^)]*Batch", src), path
 
 
-@pytest.mark.skipif(not POOL.exists(), reason=NO_POOL)
 def test_pool_autoscale_formula_comes_from_a_file():
     src = strip_comments(POOL.read_text(encoding="utf-8"))
     m = re.search(r"loadTextContent\(\s*'([^']+)'", src)
@@ -217,7 +213,6 @@ def test_pool_autoscale_formula_comes_from_a_file():
     assert "autoScale" in src
 
 
-@pytest.mark.skipif(not POOL.exists(), reason=NO_POOL)
 def test_main_deploys_the_pool_module():
     paths = [m.target for m in modules(MAIN)]
     assert "batch/pool.bicep" in paths

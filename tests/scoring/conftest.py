@@ -75,8 +75,11 @@ def reencoded(clip: Path, out: Path) -> Path:
 def run_scoring(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     import os
 
-    full_env = {**os.environ, "SCORING_THREADS": "2", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "scoring", *args], cwd=REPO,
+    from shared.contract import SCORING_COMMAND, with_threads
+
+    argv = with_threads([*SCORING_COMMAND, *args], 2)[len(SCORING_COMMAND):]
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "scoring", *argv], cwd=REPO,
                           capture_output=True, text=True, env=full_env, timeout=600)
 
 

@@ -1,0 +1,103 @@
+"""The app<->node contract (shared/contract.py): it imports on both sides, and the command
+lines the app builds are the ones the node's CLI parses."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from scoring.cli import _parser
+from shared.contract import (
+    LIMITS,
+    SCORING,
+    SCORING_COMMAND,
+    StylizeTask,
+    TrainTask,
+    error_reason,
+    read_progress,
+    with_threads,
+)
+from shared.settings import Settings
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_the_contract_imports_without_torch_or_azure():
+    """The Function app has no torch and a node no Azure package: the module needs neither."""
+    code = ("import sys, shared.contract, shared.settings; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'azure', 'numpy'}))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def _parsed(argv: list[str]) -> dict:
+    assert tuple(argv[:3]) == SCORING_COMMAND
+    return vars(_parser().parse_args(argv[3:]))
+
+
+def test_a_chunk_command_line_parses_back_to_what_the_app_asked():
+    task = StylizeTask(input="chunk.mkv", output="out.mkv", style="style.jpg", model="gatys",
+                       max_side=256, steps=12, warm_steps=3, codec="libvpx-vp9", crf=30,
+                       preset="fast", pix_fmt="yuv444p", temporal=False, lead_in="lead_in.mkv",
+                       lead_in_frames=5, lead_out_frames=5, threads=3)
+    got = _parsed(task.argv())
+    for name in ("input", "output", "style", "model", "max_side", "steps", "warm_steps", "codec",
+                 "crf", "preset", "pix_fmt", "temporal", "lead_in", "lead_in_frames",
+                 "lead_out_frames", "threads"):
+        assert got[name] == getattr(task, name), name
+    fast = _parsed(StylizeTask(input="c.mkv", output="o.mkv", model="fast",
+                               model_file="model.pt").argv())
+    assert fast["model_file"] == "model.pt" and fast["lead_in"] is None and fast["temporal"]
+
+
+def test_what_the_app_leaves_out_the_node_takes_from_the_contract():
+    """An option the app does not set is left off the command line; the node's default for it
+    is the contract's, and so is the app's own default setting."""
+    argv = StylizeTask(input="c.mkv", output="o.mkv").argv()
+    assert not {"--max-side", "--steps", "--codec", "--crf", "--lead-in-frames"} & set(argv)
+    got = _parsed(argv)
+    s = Settings()
+    for name, default, setting in [
+            ("max_side", SCORING.max_side, s.scoring_max_side),
+            ("steps", SCORING.gatys_steps, s.gatys_steps),
+            ("warm_steps", SCORING.gatys_warm_steps, s.gatys_warm_steps),
+            ("codec", SCORING.codec, s.output_codec), ("crf", SCORING.crf, s.output_crf),
+            ("preset", SCORING.preset, s.output_preset),
+            ("pix_fmt", SCORING.pix_fmt, s.output_pix_fmt),
+            ("lead_in_frames", SCORING.lead_in_frames, s.lead_in_frames)]:
+        assert got[name] == default == setting, name
+    assert s.input_limits() == LIMITS
+
+
+def test_a_training_command_line_parses_back():
+    task = TrainTask(style="style.png", output="model.pt", content=["a.mkv", "b.mkv"], steps=9)
+    got = _parsed(task.argv())
+    assert (got["style"], got["output"], got["content"], got["steps"], got["log_every"]) == \
+        ("style.png", "model.pt", ["a.mkv", "b.mkv"], 9, 1)
+
+
+def test_threads_are_added_to_scoring_commands_only_once():
+    argv = StylizeTask(input="c.mkv", output="o.mkv").argv()
+    assert _parsed(with_threads(argv, 4))["threads"] == 4
+    assert with_threads(with_threads(argv, 4), 2) == with_threads(argv, 4)
+    assert with_threads(["python", "emit.py"], 4) == ["python", "emit.py"]
+    assert with_threads([*SCORING_COMMAND, "flicker", "v.mkv"], 4) == \
+        [*SCORING_COMMAND, "flicker", "v.mkv"]
+
+
+def test_progress_counts_complete_lines_only():
+    data = b'{"event": "frame", "index": 0}\n{"event": "frame", "index": 1}\n{"event": "fr'
+    assert read_progress(data) == (2, data.rfind(b"\n") + 1)
+    assert read_progress(b"no events yet\n") == (None, 14)
+
+
+def test_the_error_reason_is_the_last_error_event():
+    stderr = ('Traceback (most recent call last):\n  ...\n'
+              '{"event": "error", "reason": "first", "bad_input": false}\n'
+              '{"event": "error", "reason": "the file is truncated", "bad_input": true}\n'
+              'ffmpeg: exiting\n')
+    assert error_reason(stderr) == "the file is truncated"
+    assert error_reason(stderr.encode()) == "the file is truncated"
+    assert error_reason("Killed\n") is None
