@@ -23,10 +23,12 @@ from scoring.images import BadInputError
 from scoring.stylize import StylizeConfig
 from shared.contract import (
     EVENT_DONE,
+    EVENT_FRAME,
     EXIT_BAD_INPUT,
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_RETRY,
+    add_split_arguments,
     add_stylize_arguments,
 )
 from shared.video import VideoError
@@ -78,11 +80,7 @@ def _parser() -> argparse.ArgumentParser:
                                     "planned chunk, OUT_DIR/<index:05d>.mkv, by stream copy or "
                                     "re-encode as the plan says; every frame keeps its "
                                     "timestamp.")
-    sp.add_argument("--input", required=True, help="the uploaded video")
-    sp.add_argument("--probe", required=True, help="its probe (JSON, per-frame timestamps)")
-    sp.add_argument("--chunks", required=True,
-                    help='the plan (JSON: {"mode": "copy"|"reencode", "chunks": [...]})')
-    sp.add_argument("--out-dir", required=True, help="where the chunk files go")
+    add_split_arguments(sp)
     return ap
 
 
@@ -100,7 +98,7 @@ def _run_split(args: argparse.Namespace) -> dict:
     def done(index: int, _path: object) -> None:
         # Progress in frames, as the backends count it (the last frame of the chunk).
         last = chunks[index]
-        emit("frame", index=last.start + last.frames - 1, chunk=index)
+        emit(EVENT_FRAME, index=last.start + last.frames - 1, chunk=index)
 
     t0 = time.perf_counter()
     paths = split(args.input, probe, chunks, plan["mode"], args.out_dir, on_chunk=done)

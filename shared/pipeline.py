@@ -39,7 +39,7 @@ from shared.batch import (
     split_task_id,
     train_task_id,
 )
-from shared.contract import StylizeTask, TrainTask
+from shared.contract import SplitTask, StylizeTask, TrainTask
 from shared.jobs import (
     INCOMING,
     MODELS,
@@ -205,14 +205,13 @@ def split_task(req: JobRequest, settings: Settings, chunks: list[Chunk],
     pass over the video on a node, each chunk uploaded to work/<job>/chunks/."""
     task_id = split_task_id(attempt)
     _, ext = split_ext(req.blob)
-    input_file = f"input.{ext}" if ext.isascii() and ext.isalnum() else "input"
-    command = ["python", "-m", "scoring", "split", "--input", input_file,
-               "--probe", "probe.json", "--chunks", "chunks.json", "--out-dir", "chunks"]
-    resources = [ResourceFile(BlobRef(INCOMING, req.blob), input_file),
-                 ResourceFile(BlobRef(WORK, _probe_blob(req.job_id)), "probe.json"),
-                 ResourceFile(BlobRef(WORK, _chunks_blob(req.job_id)), "chunks.json")]
-    outputs = [OutputFile(f"chunks/{c.index:05d}.mkv", BlobRef(WORK, chunk_blob(req.job_id,
-                                                                                c.index)))
+    task = SplitTask(input=f"input.{ext}" if ext.isascii() and ext.isalnum() else "input")
+    command = task.argv()
+    resources = [ResourceFile(BlobRef(INCOMING, req.blob), task.input),
+                 ResourceFile(BlobRef(WORK, _probe_blob(req.job_id)), task.probe),
+                 ResourceFile(BlobRef(WORK, _chunks_blob(req.job_id)), task.chunks)]
+    outputs = [OutputFile(task.chunk_file(c.index), BlobRef(WORK, chunk_blob(req.job_id,
+                                                                              c.index)))
                for c in chunks]
     return TaskSpec(
         id=task_id, command=command, resource_files=resources,
