@@ -62,7 +62,7 @@ def make_clip(work: Path, size: str, minutes: float, gop: str) -> Path:
         f"[0:v]scale={w}:{h},fps={FPS}[bg];[1:v]format=yuva420p,colorchannelmixer=aa=0.35[fg];"
         "[bg][fg]overlay=format=auto,format=yuv420p[v]",
         "-map", "[v]", "-map", "2:a", "-t", str(seconds),
-        "-c:v", "libx264", "-preset", "veryfast", "-crf", "26", "-bf", "2", *keys,
+        "-c:v", "libx264", "-preset", "ultrafast", "-crf", "26", "-bf", "2", *keys,
         "-c:a", "aac", "-b:a", "96k", str(tmp)], check=True)
     os.replace(tmp, out)
     return out

@@ -187,3 +187,16 @@ def test_a_streamed_stitch_hands_over_the_same_file_in_blocks_with_little_disk(
     assert frame_timestamps(joined) == frame_timestamps(tmp_path / f"whole.{ext}")
     # The local disk held the head and a few blocks behind the writer, not the file.
     assert streamed.peak_disk_bytes < whole.size_bytes / 2
+
+
+def test_the_video_package_imports_without_azure_or_torch():
+    """The split task runs it on a Batch node (no Azure package) and the stitch in the
+    Function app (no torch): it needs neither."""
+    import subprocess
+    import sys
+
+    code = ("import sys, shared.video; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'azure'}))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1],
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
