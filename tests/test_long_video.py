@@ -3,10 +3,11 @@ the video, and the output is exact.
 
 The clip (3,000 frames, one keyframe, so the split must re-encode it from the first frame to
 the last) is made at test time with ffmpeg's lavfi sources. Every activity the orchestrator
-calls is measured in this process (where the Function app runs): the split activity only plans
-and submits (the cut runs as a Batch task, whose frame count the test checks), the stitch
-streams the output in blocks (its local disk stays a few blocks while the output is many), and
-none decodes a frame. The output keeps every frame, every timestamp and the audio bit for bit.
+calls (cleanup aside) is measured in this process, where the Function app runs: the split
+activity only plans and submits (the cut runs as a Batch task, whose frame count the test
+checks), the stitch streams the output in blocks (its local disk stays a few blocks while the
+output is many), and none decodes a frame. The output keeps every frame, every timestamp and
+the audio bit for bit.
 """
 
 from __future__ import annotations
@@ -43,20 +44,18 @@ def long_clip(tmp_path_factory) -> Path:
 
 
 def _record(monkeypatch, runs: list[dict[str, Any]]) -> None:
-    """Measure every step the activities call (they look them up in shared.pipeline)."""
-    from shared import pipeline
+    """Measure every activity run (each goes through ``functions.activities._traced``)."""
+    from functions import activities
 
-    for name in ("probe_job", "split_job", "split_state", "model_exists", "submit_job",
-                 "progress_job", "stitch_job", "cleanup_job"):
-        real = getattr(pipeline, name)
+    real = activities._traced
 
-        def timed(*args: Any, _real=real, _name=name, **kwargs: Any) -> Any:
-            t0 = time.monotonic()
-            result = _real(*args, **kwargs)
-            runs.append({"step": _name, "seconds": time.monotonic() - t0, "result": result})
-            return result
+    def timed(activity: str, payload: Any, run: Any) -> Any:
+        t0 = time.monotonic()
+        result = real(activity, payload, run)
+        runs.append({"step": activity, "seconds": time.monotonic() - t0, "result": result})
+        return result
 
-        monkeypatch.setattr(pipeline, name, timed)
+    monkeypatch.setattr(activities, "_traced", timed)
 
 
 def test_a_long_single_keyframe_clip_keeps_every_activity_bounded_and_comes_back_exact(
@@ -91,14 +90,14 @@ def test_a_long_single_keyframe_clip_keeps_every_activity_bounded_and_comes_back
     slowest = max(runs, key=lambda r: r["seconds"])
     assert slowest["seconds"] < ACTIVITY_BOUND_S, slowest["step"]
     steps = {r["step"] for r in runs}
-    assert {"probe_job", "split_job", "split_state", "stitch_job"} <= steps
-    split = next(r["result"] for r in runs if r["step"] == "split_job")
+    assert {"probe", "split", "split_state", "submit", "progress", "stitch"} <= steps
+    split = next(r["result"] for r in runs if r["step"] == "split")
     assert split["mode"] == "reencode" and len(split["chunks"]) == FRAMES // FRAMES_PER_CHUNK
     cut = [r["result"] for r in runs if r["step"] == "split_state"][-1]
     assert cut["state"] == "succeeded" and cut["frames_done"] == FRAMES  # the task cut them
 
     # The stitch streamed: many blocks out, a few on the local disk at any time.
-    (stitched,) = [r["result"] for r in runs if r["step"] == "stitch_job"]
+    (stitched,) = [r["result"] for r in runs if r["step"] == "stitch"]
     assert stitched["ok"] and stitched["blocks"] >= 8, stitched
     assert stitched["size_bytes"] == out.stat().st_size
     # The head waits for the muxer's last patch; then a few blocks behind the writer, plus
