@@ -363,7 +363,6 @@ def _monitor_split(job: Job) -> Generator[Any, Any, bool]:
             if attempt >= job.max_attempts:
                 raise JobFailed(f"splitting the video failed {attempt} times; last error: "
                                 f"{reason}")
-            _note_retry(job, -1, reason, "orchestrator")
             st["split_attempt"] = attempt + 1
             job.expect_ok((yield from job.call("split", attempt=attempt + 1)))
         job.publish("splitting",
