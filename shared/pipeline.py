@@ -435,6 +435,7 @@ def stitch_job(ctx: Context, req: JobRequest) -> dict[str, Any]:
                             output_format(ext), sink=writer)
         except Exception as exc:
             return _failed_reading_input(ctx, req, exc)
+        writer.seal(result.blocks)
         middle = chunks[len(chunks) // 2]
         preview = Path(tmp) / "preview.jpg"
         make_preview(ctx.store.source(WORK, chunk_blob(req.job_id, middle.index)),

@@ -305,6 +305,10 @@ class BlockWriter:
         self._blob.stage_block(self.block_id(index), data, length=len(data))
         self.count = max(self.count, index + 1)
 
+    def seal(self, count: int) -> None:
+        """The blob is blocks ``0..count-1`` (a writer that started over may have staged more)."""
+        self.count = count
+
     def commit(self, metadata: dict[str, str] | None = None, content_type: str | None = None,
                *, overwrite: bool = True, if_etag: str | None = None) -> None:
         """Commit blocks ``0..count-1``. ``overwrite=False`` commits only if no blob has the

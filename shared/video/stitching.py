@@ -53,7 +53,8 @@ def output_format(ext: str) -> str:
 
 class BlockSink(Protocol):
     """Where a streamed output goes: block ``index`` covers bytes
-    ``[index * BLOCK_BYTES, (index + 1) * BLOCK_BYTES)`` of the file (the last one shorter)."""
+    ``[index * BLOCK_BYTES, (index + 1) * BLOCK_BYTES)`` of the file (the last one shorter).
+    The file is blocks ``0..StitchResult.blocks-1``: a retried mux may have staged more."""
 
     def stage(self, index: int, data: bytes) -> None: ...
 
@@ -321,7 +322,7 @@ class _Follower(threading.Thread):
                 fh.seek(index * BLOCK_BYTES)
                 self.sink.stage(index, fh.read(BLOCK_BYTES))
             self._check_untouched(fh)
-        self.blocks = max(self.next, head)
+        self.blocks = self.next if self.size > HEAD_BLOCKS * BLOCK_BYTES else head
 
     def _check_untouched(self, fh: Any) -> None:
         rewritten = VideoError("the muxer rewrote a part of the output already streamed",
