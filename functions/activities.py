@@ -73,7 +73,7 @@ def model_exists(payload: Payload) -> Payload:
 @redact_errors
 def submit(payload: Payload) -> Payload:
     return _traced("submit", payload, lambda r: pipeline.submit_job(
-        _ctx(), r, payload["attempts"], payload["style_blob"],
+        _ctx(), r, payload["chunks"], payload["retried"], payload["style_blob"],
         int(payload.get("train_attempt", 0))))
 
 
@@ -81,7 +81,9 @@ def submit(payload: Payload) -> Payload:
 @redact_errors
 def progress(payload: Payload) -> Payload:
     return _traced("progress", payload, lambda r: pipeline.progress_job(
-        _ctx(), r, payload["attempts"], int(payload.get("train_attempt", 0))))
+        _ctx(), r, int(payload["chunks"]), payload["retried"],
+        int(payload.get("train_attempt", 0)), payload.get("since"), payload.get("open_rows"),
+        int(payload.get("slots", 1))))
 
 
 @bp.activity_trigger(input_name="payload", activity="stitch")

@@ -30,8 +30,8 @@ import azure.durable_functions as df
 import azure.functions as func
 
 from functions.access import Caller, NotSignedIn, active_jobs, caller_of, visible_jobs
-from functions.starter import build_request, start_job
-from shared import pipeline, telemetry
+from functions.starter import build_request, start_job, upload_request
+from shared import pipeline, telemetry, uploads
 from shared.jobs import (
     INCOMING,
     InvalidName,
@@ -44,8 +44,9 @@ from shared.redact import redact
 from shared.settings import get_settings
 from shared.storage import get_store
 
-# App Service authentication (Entra ID) guards the routes; no function key on top.
-bp = df.Blueprint(http_auth_level=func.AuthLevel.ANONYMOUS)
+# App Service authentication (Entra ID) says who is calling; a function key on top keeps the
+# routes closed should sign-in ever be misconfigured (the app registers every route at FUNCTION).
+bp = df.Blueprint(http_auth_level=func.AuthLevel.FUNCTION)
 Client = df.DurableOrchestrationClient
 log = logging.getLogger(__name__)
 
@@ -169,26 +170,46 @@ async def create_job(req: func.HttpRequest, client: Client) -> func.HttpResponse
         for key, value in (("style", style), ("model", model)):
             if value is not None and not isinstance(value, str):
                 raise InvalidName(f"{key} must be a string")
-        info = await asyncio.to_thread(get_store(settings).info, INCOMING, name)
+        store = get_store(settings)
+        info = await asyncio.to_thread(store.info, INCOMING, name)
         if info is None:
             return _error(404, f"no blob {INCOMING}/{name}")
-        # An ordinary caller's job is its own (its id keyed by the caller too); an admin acts on
-        # the job an upload of the blob starts (restarting it when it failed or was cancelled).
-        job = build_request(name, info.etag, info.metadata, settings, style, model,
-                            caller="" if caller.admin else caller.id)
-        job = dataclasses.replace(job, caller=caller.id)
+        record = await asyncio.to_thread(uploads.read, store, name)
+        upload = upload_request(name, info.etag, info.metadata, info.last_modified, record,
+                                settings)  # the job the upload itself started
+        # An ordinary caller's job is its own (its id keyed by the caller too): for the blob it
+        # uploaded through the page, that is the upload's job. An admin acts on the upload's job
+        # (restarting it when it failed or was cancelled); it stays its uploader's.
+        if caller.admin or upload.caller == caller.id:
+            job = build_request(name, info.etag, info.metadata, settings,
+                                style or upload.style, model or upload.model,
+                                caller=upload.caller)
+        else:
+            job = build_request(name, info.etag, info.metadata, settings, style, model,
+                                caller=caller.id)
+        job = dataclasses.replace(job, caller=job.caller or caller.id)
         if job.options.get("reject"):
             raise InvalidName(job.options["reject"])
     except InvalidName as exc:
         return _error(400, str(exc))
-    running = await active_jobs(client, caller, status_from_orchestration) - {job.job_id}
-    if len(running) >= settings.max_active_jobs_per_caller:
-        return _error(429, f"you have {len(running)} unfinished jobs, the most allowed "
-                           f"(MAX_ACTIVE_JOBS_PER_CALLER); wait for one to end or cancel one")
+    refused = await too_many_jobs(client, caller, settings, but=job.job_id)
+    if refused:
+        return refused
     job_id, started = await start_job(client, job, settings, restart_failed=True)
     location = f"/api/jobs/{job_id}"
     return _json({"id": job_id, "started": started, "status": location}, 202,
                  headers={"Location": location})
+
+
+async def too_many_jobs(client: Client, caller: Caller, settings: Any, but: str = ""
+                        ) -> func.HttpResponse | None:
+    """A 429 when the caller has MAX_ACTIVE_JOBS_PER_CALLER unfinished jobs (besides ``but``,
+    the job being restarted): before starting a job of theirs, or issuing an upload URL."""
+    running = await active_jobs(client, caller, status_from_orchestration) - {but}
+    if len(running) >= settings.max_active_jobs_per_caller:
+        return _error(429, f"you have {len(running)} unfinished jobs, the most allowed "
+                           f"(MAX_ACTIVE_JOBS_PER_CALLER); wait for one to end or cancel one")
+    return None
 
 
 @bp.route(route="jobs/{id}", methods=["DELETE"])

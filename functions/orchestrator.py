@@ -6,7 +6,12 @@ settings read at replay time (everything it needs is in its input). Progress is 
 the job status JSON (the custom status) after every step and every monitor round.
 
 Long jobs poll many times; every ``rounds_per_generation`` monitor rounds it continues as new
-with its state, so the history (and every replay) stays short.
+with its ledger, so the history (and every replay) stays short. Nothing it holds or passes
+grows with the chunk count: the chunks live in work/<job>/chunks.json, chunk sets travel as
+index ranges, the ledger counts tasks by state, and every activity result is bounded
+(``shared.pipeline.progress_job``). A generation's history is therefore about 8 events a
+monitor round (12 with a resubmit) plus those of the stages before it, each of bounded size,
+whether the job has 3 chunks or MAX_CHUNKS (tests/test_fan_out.py holds it to that).
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from typing import Any
 
 import azure.durable_functions as df
 
-from shared.jobs import JobRequest, job_status
+from shared.jobs import MAX_TIMELINE_ROWS, JobRequest, job_status
 
 bp = df.Blueprint()
 
@@ -49,12 +54,18 @@ def _iso(t: datetime) -> str:
 
 
 class Job:
-    """The orchestration's working state; ``state`` is what survives continue_as_new."""
+    """One run of the orchestrator: the request, the options, and the ``ledger``.
+
+    The ledger is the orchestration's own bookkeeping (stage, counts, the timeline rows, ...),
+    carried across continue_as_new; the job *status* users see (``publish``) is built from it.
+    Nothing in it grows with the chunk count but ``retried`` (only chunks that needed another
+    attempt), so every generation's input and history stay small for any job.
+    """
 
     def __init__(self, context: df.DurableOrchestrationContext, data: dict[str, Any]):
         self.context = context
         self.req = JobRequest.from_json(data["request"])
-        self.state: dict[str, Any] = data.get("state") or {"stage": "probe"}
+        self.ledger: dict[str, Any] = data.get("ledger") or {"stage": "probe"}
         opts = {**data.get("options", {})}
         self.options = opts
         self.poll = timedelta(seconds=float(opts["poll_interval_s"]))
@@ -65,43 +76,44 @@ class Job:
 
     def publish(self, state: str, *, error: str | None = None, eta: float | None = None,
                 stage_percent: float | None = None) -> dict[str, Any]:
-        st = self.state
-        chunks = st.get("chunks") or []
-        codes = st.get("codes", "")
+        """Set the job status (the custom status) for the job's ``state`` (shared.jobs.STATES)."""
+        lg = self.ledger
+        counts = lg.get("counts") or {}
         # A job that has ended runs nothing: its cleanup deletes the Batch job.
-        running = 0 if state in ("completed", "failed") else codes.count("R")
+        running = 0 if state in ("completed", "failed") else int(counts.get("running", 0))
         status = job_status(
             self.req, state, updated=_iso(_now(self.context)),
-            frames_total=int(st.get("probe", {}).get("frames", 0)),
-            frames_done=int(st.get("frames_done", 0)),
-            chunks={"total": len(chunks), "done": codes.count("S"),
-                    "running": running, "failed": len(st.get("failed_chunks", []))},
+            frames_total=int(lg.get("probe", {}).get("frames", 0)),
+            frames_done=int(lg.get("frames_done", 0)),
+            chunks={"total": int(lg.get("chunks", 0)),
+                    "done": int(counts.get("succeeded", 0)), "running": running,
+                    "failed": int(lg.get("failed", 0))},
             eta_seconds=eta, error=error, stage_percent=stage_percent,
             extra=self._extra())
         self.context.set_custom_status(status)
         return status
 
     def _extra(self) -> dict[str, Any]:
-        st = self.state
+        lg = self.ledger
         extra: dict[str, Any] = {}
-        if "probe" in st:
-            pr = st["probe"]
+        if "probe" in lg:
+            pr = lg["probe"]
             extra["video"] = {"width": pr["width"], "height": pr["height"], "fps": pr["fps"],
                               "duration_s": round(pr["duration_s"], 3),
                               "audio_streams": pr["audio_streams"], "rotation": pr["rotation"]}
-        if st.get("estimate"):
-            extra["estimate"] = st["estimate"]
-        if "split_mode" in st:
-            extra["split"] = st["split_mode"]
-        if st.get("retries"):
-            extra["retries"] = st["retries"]
-        if "train" in st:
-            extra["training"] = st["train"]
-        if st.get("warnings"):
-            extra["warnings"] = st["warnings"]
-        if st.get("timeline") and st.get("scoring_started"):
-            extra["tasks"] = _task_rows(st)
-            extra["tasks_since"] = st["scoring_started"]
+        if lg.get("estimate"):
+            extra["estimate"] = lg["estimate"]
+        if "split_mode" in lg:
+            extra["split"] = lg["split_mode"]
+        if lg.get("retries"):
+            extra["retries"] = lg["retries"]
+        if "train" in lg:
+            extra["training"] = lg["train"]
+        if lg.get("warnings"):
+            extra["warnings"] = lg["warnings"]
+        if lg.get("timeline") and lg.get("scoring_started"):
+            extra["tasks"] = _task_rows(lg)
+            extra["tasks_since"] = lg["scoring_started"]
         return extra
 
     # -- activities ------------------------------------------------------------------------
@@ -118,6 +130,12 @@ class Job:
                 yield self.context.create_timer(_now(self.context) + timedelta(seconds=5 * attempt))
         raise AssertionError("unreachable")
 
+    def submit(self, chunks: list[list[int]], train_attempt: int = 0) -> Generator[Any, Any, Any]:
+        """Add the current attempts of ``chunks`` (index ranges) and/or a training attempt."""
+        return (yield from self.call("submit", chunks=chunks, retried=self.ledger["retried"],
+                                     style_blob=self.ledger["style_blob"],
+                                     train_attempt=train_attempt))
+
     def expect_ok(self, result: dict[str, Any]) -> dict[str, Any]:
         if not result.get("ok", True):
             raise JobFailed(result.get("error") or "unknown error")
@@ -132,97 +150,102 @@ def _first_line(exc: Exception) -> str:
 @bp.orchestration_trigger(context_name="context", orchestration=ORCHESTRATOR)
 def video_pipeline(context: df.DurableOrchestrationContext):
     job = Job(context, context.get_input())
-    st = job.state
+    lg = job.ledger
     try:
         if job.req.options.get("reject"):
             raise JobFailed(job.req.options["reject"])
-        if st["stage"] == "probe":
+        if lg["stage"] == "probe":
             _stage(job, "probe")
             job.publish("probing")
             result = job.expect_ok((yield from job.call("probe")))
-            st.update(probe=result["probe"], style_blob=result["style_blob"],
+            lg.update(probe=result["probe"], style_blob=result["style_blob"],
                       estimate=result.get("estimate"),
                       warnings=result["probe"].get("warnings", []), stage="split")
-        if st["stage"] == "split":
+        if lg["stage"] == "split":
             _stage(job, "split")
             job.publish("splitting")
-            st["split_attempt"] = 1
+            lg["split_attempt"] = 1
             result = job.expect_ok((yield from job.call("split", attempt=1)))
-            st.update(chunks=result["chunks"], split_mode=result["mode"], stage="split_wait")
-        if st["stage"] == "split_wait":
+            # The chunks themselves stay in work/<job>/chunks.json; the ledger keeps a count.
+            lg.update(chunks=int(result["chunks"]), split_mode=result["mode"],
+                      stage="split_wait")
+        if lg["stage"] == "split_wait":
             done = yield from _monitor_split(job)
             if not done:
                 return None  # continued as new
-            st.update(attempts={str(i): 1 for i in range(len(st["chunks"]))},
-                      frames_done=0, codes="P" * len(st["chunks"]), stage="submit")
+            lg.update(retried={}, failed=0, frames_done=0, stage="submit")
             if job.req.model == "fast":
                 exists = yield from job.call("model_exists")
-                st["train_attempt"] = 0 if exists["exists"] else 1
+                lg["train_attempt"] = 0 if exists["exists"] else 1
                 if not exists["exists"]:
-                    st["train"] = {"state": "pending", "progress": 0}
-        if st["stage"] == "submit" and st.get("train_attempt"):
+                    lg["train"] = {"state": "pending", "progress": 0}
+        if lg["stage"] == "submit" and lg.get("train_attempt"):
             _stage(job, "train")
             job.publish("training")
-            yield from job.call("submit", attempts={}, style_blob=st["style_blob"],
-                                train_attempt=st["train_attempt"])
-            st["stage"] = "train"
-        if st["stage"] == "train":
+            yield from job.submit([], train_attempt=lg["train_attempt"])
+            lg["stage"] = "train"
+        if lg["stage"] == "train":
             done = yield from _monitor_training(job)
             if not done:
                 return None  # continued as new
-            st["stage"] = "submit"
-        if st["stage"] == "submit":
+            lg["stage"] = "submit"
+        if lg["stage"] == "submit":
             _stage(job, "score")
             job.publish("scoring")
-            yield from job.call("submit", attempts=st["attempts"], style_blob=st["style_blob"])
-            st.update(stage="monitor", scoring_started=_iso(_now(context)))
-        if st["stage"] == "monitor":
+            yield from job.submit([[0, lg["chunks"] - 1]])
+            lg.update(stage="monitor", scoring_started=_iso(_now(context)),
+                      counts={"pending": lg["chunks"]})
+        if lg["stage"] == "monitor":
             done = yield from _monitor_chunks(job)
             if not done:
                 return None  # continued as new
-            st["stage"] = "stitch"
-        if st["stage"] == "stitch":
+            lg["stage"] = "stitch"
+        if lg["stage"] == "stitch":
             _stage(job, "stitch")
             job.publish("stitching")
             result = job.expect_ok((yield from job.call("stitch")))
-            st["result"] = result
+            lg["result"] = result
             if result.get("streams_dropped"):
-                st.setdefault("warnings", []).append(
+                lg.setdefault("warnings", []).append(
                     "streams the output container cannot hold were dropped: "
                     + ", ".join(result["streams_dropped"]))
             _stage(job, "cleanup")
-            yield from job.call("cleanup", failed=False, stages=st["stages"])
+            yield from job.call("cleanup", failed=False, stages=lg["stages"])
             return job.publish("completed")
     except JobFailed as exc:
         job.publish("failed", error=str(exc))
         _stage(job, "cleanup")
         try:
-            yield from job.call("cleanup", failed=True, stages=st["stages"])
+            yield from job.call("cleanup", failed=True, stages=lg["stages"])
         except JobFailed:
             pass  # the job has failed already; keep its first error
         # The instance ends Failed, not Completed (the status above says why), so that a
         # start for the same id replaces it as Durable replaces any failed orchestration.
         raise
-    raise AssertionError(f"unknown stage {st['stage']!r}")
+    raise AssertionError(f"unknown stage {lg['stage']!r}")
 
 
-# The timeline of chunk tasks the status carries: at most this many attempts (the latest), in
-# rows of a few numbers each, so the status stays well under the 16 KB custom-status limit
-# (tests/test_telemetry.py measures the worst case).
-MAX_TIMELINE_ROWS = 48
 TIMELINE_NODE_CHARS = 16  # the tail of a node id (Azure's are ~70 characters); traces keep all
 
 
-def _record_times(st: dict[str, Any], times: dict[str, list[str | None]]) -> None:
+def _record_timeline(lg: dict[str, Any], rows: dict[str, list[Any]]) -> None:
     """Keep each chunk attempt's [created, started, ended, node, state code] (from the tasks'
-    own timestamps, as the progress activity reported them: deterministic on replay)."""
-    timeline = st.setdefault("timeline", {})
-    for chunk, when in times.items():
-        key = f"{chunk}:{st['attempts'][chunk]}"
-        timeline[key] = [*when, st["codes"][int(chunk)]]
+    own timestamps, as the progress activity reported them: deterministic on replay), the
+    latest MAX_TIMELINE_ROWS of them, so the status stays well under the 16 KB custom-status
+    limit (tests/test_telemetry.py measures the worst case). ``since`` follows the latest end
+    seen: the next round reports only tasks that ended after it, run, or are open rows."""
+    timeline = lg.setdefault("timeline", {})
+    for key, row in rows.items():
+        timeline[key] = row
+        if row[2] and (lg.get("since") is None or row[2] > lg["since"]):
+            lg["since"] = row[2]
     if len(timeline) > MAX_TIMELINE_ROWS:
         for key in list(timeline)[:len(timeline) - MAX_TIMELINE_ROWS]:
             del timeline[key]
+
+
+def _open_rows(lg: dict[str, Any]) -> list[str]:
+    return [key for key, row in lg.get("timeline", {}).items() if row[2] is None]
 
 
 def _seconds(iso: str | None, since: datetime) -> float | None:
@@ -231,12 +254,12 @@ def _seconds(iso: str | None, since: datetime) -> float | None:
     return round((datetime.fromisoformat(iso.replace("Z", "+00:00")) - since).total_seconds(), 1)
 
 
-def _task_rows(st: dict[str, Any]) -> list[list[Any]]:
+def _task_rows(lg: dict[str, Any]) -> list[list[Any]]:
     """The status's ``tasks``: [chunk, attempt, queued at, started at, ended at (or null), state
     code, node], times in seconds since scoring started."""
-    since = datetime.fromisoformat(st["scoring_started"].replace("Z", "+00:00"))
+    since = datetime.fromisoformat(lg["scoring_started"].replace("Z", "+00:00"))
     rows = []
-    for key, (created, started, ended, node, code) in st["timeline"].items():
+    for key, (created, started, ended, node, code) in lg["timeline"].items():
         chunk, attempt = key.split(":")
         rows.append([int(chunk), int(attempt), _seconds(created, since), _seconds(started, since),
                      _seconds(ended, since), code, node[-TIMELINE_NODE_CHARS:] if node else None])
@@ -247,7 +270,7 @@ def _stage(job: Job, name: str) -> None:
     """Record when a stage starts (and the previous one ends), on the orchestration's clock:
     the cleanup activity writes the job's stage spans from these (shared/telemetry.py), as
     the orchestrator itself never emits a span (it is replayed)."""
-    stages = job.state.setdefault("stages", {})
+    stages = job.ledger.setdefault("stages", {})
     now = _now(job.context).isoformat()
     for times in stages.values():
         if times[1] is None:
@@ -256,70 +279,68 @@ def _stage(job: Job, name: str) -> None:
 
 
 def _continue(job: Job) -> None:
-    job.context.continue_as_new({"request": job.req.to_json(), "state": job.state,
+    job.context.continue_as_new({"request": job.req.to_json(), "ledger": job.ledger,
                                  "options": job.options})
 
 
-def _eta(job: Job, running: dict[str, int]) -> float | None:
+def _eta(job: Job, makespan_frames: float) -> float | None:
     """Seconds until the last chunk is done, from the speed measured so far.
 
-    Not just frames-left / frames-per-second: chunks run at most ``parallel`` at a time (the
-    most seen running at once), so a last wave of fewer chunks than slots runs slower than
-    the average. The remaining work is list-scheduled onto the slots at the measured per-task
-    speed, which is what a user waiting on the last chunk actually experiences.
+    Not just frames-left / frames-per-second: chunks run at most ``slots`` at a time (the most
+    seen running at once), so a last wave of fewer chunks than slots runs slower than the
+    average. The progress activity list-schedules the remaining work onto the slots
+    (``shared.plan.remaining_makespan``); this divides the busiest slot's frames by the
+    measured speed of one task, which is what a user waiting on the last chunk experiences.
     """
-    st = job.state
-    done = int(st.get("frames_done", 0))
-    started = datetime.fromisoformat(st["scoring_started"].replace("Z", "+00:00"))
+    lg = job.ledger
+    done = int(lg.get("frames_done", 0))
+    started = datetime.fromisoformat(lg["scoring_started"].replace("Z", "+00:00"))
     elapsed = (_now(job.context) - started).total_seconds()
-    parallel = max(1, int(st.get("max_running", 1)))
     if done <= 0 or elapsed <= 0:
         return None
-    per_task = done / (elapsed * parallel)  # frames per second of one task
-    codes, chunks = st["codes"], st["chunks"]
-    # Running chunks hold their slots now; pending ones start in order as slots free up.
-    left = [chunks[i][1] - running.get(str(i), 0) for i in range(len(chunks)) if codes[i] == "R"]
-    left += [chunks[i][1] for i in range(len(chunks)) if codes[i] == "P"]
-    slots = [0.0] * parallel
-    for work in left:
-        slots[slots.index(min(slots))] += work
-    return max(slots) / per_task
+    per_task = done / (elapsed * max(1, int(lg.get("slots", 1))))  # frames/s of one task
+    return makespan_frames / per_task
+
+
+def _progress(job: Job, train_attempt: int = 0) -> Generator[Any, Any, dict[str, Any]]:
+    lg = job.ledger
+    return (yield from job.call("progress", chunks=lg["chunks"] if not train_attempt else 0,
+                                retried=lg["retried"], train_attempt=train_attempt,
+                                since=lg.get("since"), open_rows=_open_rows(lg),
+                                slots=int(lg.get("slots", 1))))
 
 
 def _monitor_chunks(job: Job) -> Generator[Any, Any, bool]:
     """Poll the chunk tasks until all succeed; resubmit failures a bounded number of times."""
-    st = job.state
+    lg = job.ledger
     rounds = 0
     while True:
-        p = yield from job.call("progress", attempts=st["attempts"])
-        st["codes"], st["frames_done"] = p["states"], p["frames_done"]
-        _record_times(st, p.get("times") or {})
-        st["max_running"] = max(int(st.get("max_running", 1)), st["codes"].count("R"))
-        _note_backend_retries(job, p.get("backend_retries", {}))
+        p = yield from _progress(job)
+        lg.update(counts=p["counts"], frames_done=p["frames_done"], slots=p["slots"])
+        _record_timeline(lg, p["timeline"])
+        _note_backend_retries(job, p["retries_total"], p["retry_reasons"])
         # Tasks the Batch service does not know (the local pool died with its host, or the
         # Batch job was deleted) are submitted again under the same attempt.
-        resubmit: dict[str, int] = {str(c): st["attempts"][str(c)] for c in p.get("missing", [])}
+        resubmit = [list(r) for r in p["missing"]]
         for failure in p["failures"]:
             chunk = str(failure["chunk"])
             reason = failure["error"] or f"exit code {failure['exit_code']}"
-            if int(chunk) not in st.setdefault("failed_chunks", []):
-                st["failed_chunks"].append(int(chunk))
+            if chunk not in lg["retried"]:
+                lg["failed"] += 1  # chunks that failed at least once
             if failure["bad_input"]:
                 raise JobFailed(f"chunk {chunk} cannot be processed: {reason}")
-            if st["attempts"][chunk] >= job.max_attempts:
-                raise JobFailed(f"chunk {chunk} failed {st['attempts'][chunk]} times; last "
+            if failure["attempt"] >= job.max_attempts:
+                raise JobFailed(f"chunk {chunk} failed {failure['attempt']} times; last "
                                 f"error: {reason}")
-            resubmit[chunk] = st["attempts"][chunk] + 1
+            lg["retried"][chunk] = failure["attempt"] + 1
+            resubmit.append([int(chunk), int(chunk)])
             _note_retry(job, int(chunk), reason, "orchestrator")
         if resubmit:
-            st["attempts"].update(resubmit)
-            yield from job.call("submit", attempts=resubmit, style_blob=st["style_blob"])
-            st["codes"] = "".join("P" if str(i) in resubmit else c
-                                  for i, c in enumerate(st["codes"]))
-        elif st["codes"] and set(st["codes"]) == {"S"}:
-            st["frames_done"] = int(st["probe"]["frames"])
+            yield from job.submit(resubmit)
+        elif lg["counts"]["succeeded"] == lg["chunks"]:
+            lg["frames_done"] = int(lg["probe"]["frames"])
             return True
-        job.publish("scoring", eta=_eta(job, p.get("running", {})))
+        job.publish("scoring", eta=_eta(job, p["makespan_frames"]))
         rounds += 1
         if rounds >= job.rounds_per_generation:
             _continue(job)
@@ -327,30 +348,35 @@ def _monitor_chunks(job: Job) -> Generator[Any, Any, bool]:
         yield job.context.create_timer(_now(job.context) + job.poll)
 
 
+RETRIES_SHOWN = 10  # the status keeps the latest retries only
+
+
 def _note_retry(job: Job, chunk: int, reason: str, by: str) -> None:
-    st = job.state
-    st.setdefault("retries", []).append({"chunk": chunk, "error": reason, "by": by})
-    st["retries"] = st["retries"][-10:]  # keep the status small
+    lg = job.ledger
+    lg.setdefault("retries", []).append({"chunk": chunk, "error": reason, "by": by})
+    lg["retries"] = lg["retries"][-RETRIES_SHOWN:]  # keep the status small
 
 
-def _note_backend_retries(job: Job, seen: dict[str, list[Any]]) -> None:
-    """Retries the Batch side made itself ({"<chunk>/<attempt>": [count, last error]})."""
-    counted = job.state.setdefault("backend_retries", {})
-    for key, (count, error) in sorted(seen.items()):
-        for _ in range(int(count) - int(counted.get(key, 0))):
-            _note_retry(job, int(key.split("/")[0]), error or "retried by the Batch node",
-                        "backend")
-        counted[key] = max(int(count), int(counted.get(key, 0)))
+def _note_backend_retries(job: Job, total: int, reasons: list[list[Any]]) -> None:
+    """Retries the Batch side made itself: ``total`` over all the job's tasks so far, with
+    the latest reasons ([chunk, reason]); the ledger remembers only the total it has seen."""
+    seen = int(job.ledger.get("backend_retries_seen", 0))
+    if total > seen and reasons:
+        new = min(total - seen, RETRIES_SHOWN)
+        for chunk, reason in (reasons * new)[-new:]:
+            _note_retry(job, int(chunk), reason or "retried by the Batch node", "backend")
+    # A backend that forgot its tasks (a local pool that died) starts counting again.
+    job.ledger["backend_retries_seen"] = total
 
 
 def _monitor_split(job: Job) -> Generator[Any, Any, bool]:
     """Poll the split task (it cuts the chunks on the pool); retry it a bounded number of
     times, resubmit it when the Batch service does not know it."""
-    st = job.state
+    lg = job.ledger
     rounds = 0
-    total = max(1, int(st["probe"]["frames"]))
+    total = max(1, int(lg["probe"]["frames"]))
     while True:
-        attempt = int(st["split_attempt"])
+        attempt = int(lg["split_attempt"])
         s = yield from job.call("split_state", attempt=attempt)
         if s["state"] == "succeeded":
             return True
@@ -363,7 +389,7 @@ def _monitor_split(job: Job) -> Generator[Any, Any, bool]:
             if attempt >= job.max_attempts:
                 raise JobFailed(f"splitting the video failed {attempt} times; last error: "
                                 f"{reason}")
-            st["split_attempt"] = attempt + 1
+            lg["split_attempt"] = attempt + 1
             job.expect_ok((yield from job.call("split", attempt=attempt + 1)))
         job.publish("splitting",
                     stage_percent=min(100.0, 100.0 * int(s.get("frames_done", 0)) / total))
@@ -376,26 +402,24 @@ def _monitor_split(job: Job) -> Generator[Any, Any, bool]:
 
 def _monitor_training(job: Job) -> Generator[Any, Any, bool]:
     """Poll the training task; retry it a bounded number of times."""
-    st = job.state
+    lg = job.ledger
     rounds = 0
     while True:
-        p = yield from job.call("progress", attempts={}, train_attempt=st["train_attempt"])
+        p = yield from _progress(job, train_attempt=lg["train_attempt"])
         if p.get("train") is None:  # unknown to the Batch service: submit the attempt again
-            yield from job.call("submit", attempts={}, style_blob=st["style_blob"],
-                                train_attempt=st["train_attempt"])
+            yield from job.submit([], train_attempt=lg["train_attempt"])
         t = p.get("train") or {"state": "pending", "progress": 0}
-        st["train"] = {"state": t["state"], "progress": t.get("progress", 0),
-                       "attempt": st["train_attempt"]}
+        lg["train"] = {"state": t["state"], "progress": t.get("progress", 0),
+                       "attempt": lg["train_attempt"]}
         if t["state"] == "succeeded":
-            st["train_attempt"] = 0
+            lg["train_attempt"] = 0
             return True
         if t["state"] == "failed":
             reason = t.get("error") or f"exit code {t.get('exit_code')}"
-            if t.get("bad_input") or st["train_attempt"] >= job.max_attempts:
+            if t.get("bad_input") or lg["train_attempt"] >= job.max_attempts:
                 raise JobFailed(f"training the fast model failed: {reason}")
-            st["train_attempt"] += 1
-            yield from job.call("submit", attempts={}, style_blob=st["style_blob"],
-                                train_attempt=st["train_attempt"])
+            lg["train_attempt"] += 1
+            yield from job.submit([], train_attempt=lg["train_attempt"])
         job.publish("training", stage_percent=_train_percent(job))
         rounds += 1
         if rounds >= job.rounds_per_generation:
@@ -406,4 +430,4 @@ def _monitor_training(job: Job) -> Generator[Any, Any, bool]:
 
 def _train_percent(job: Job) -> float:
     steps = int(job.options.get("train_steps", 0)) or 1
-    return min(100.0, 100.0 * job.state["train"]["progress"] / steps)
+    return min(100.0, 100.0 * job.ledger["train"]["progress"] / steps)

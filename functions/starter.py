@@ -24,6 +24,7 @@ from shared.jobs import (
     validate_style,
 )
 from shared.settings import Settings
+from shared.uploads import UploadRecord
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,20 @@ def build_request(blob_name: str, etag: str, metadata: dict[str, str], settings:
     except InvalidName as exc:
         return rejected_request(blob_name, etag, settings.default_model, created, str(exc),
                                 options, caller)
+
+
+def upload_request(blob_name: str, etag: str, metadata: dict[str, str],
+                   committed: datetime | None, record: UploadRecord | None,
+                   settings: Settings) -> JobRequest:
+    """The job an upload starts (the blob trigger's; the page looks it up by the blob's name).
+    When the app issued the upload URL for this blob and this version came through it
+    (``UploadRecord.covers``), the job is the caller's who asked for the URL, with the style
+    and model asked for then — the blob's own metadata, which whoever holds the URL sets,
+    does not override them. Otherwise nobody's, with style and model from ``resolve_style``."""
+    if record is not None and committed is not None and record.covers(committed):
+        return build_request(blob_name, etag, metadata, settings, record.style, record.model,
+                             caller=record.caller)
+    return build_request(blob_name, etag, metadata, settings)
 
 
 async def start_job(client: df.DurableOrchestrationClient, req: JobRequest,

@@ -6,19 +6,24 @@
                                 → a short-lived URL for ONE new blob in `incoming`;
                                 {"kind": "style", "name": "starry.jpg"} → one for a new
                                 style image, `styles/<name>.<ext>`
+    GET  /api/uploads?blob=…    the job an upload through such a URL started: {"blob", "job",
+                                "started"} (the asker's own uploads; admins any)
     GET  /api/jobs/{id}/links   short-lived read URLs of a completed job's result and preview
 
 Same auth as the API: the function key (the page passes its own ``?code=`` on to every call)
 and the caller (``functions.api._caller``: 401 without one; a job's links only for a caller
 who may see it). No video byte passes through a function: the browser puts the file's
 blocks straight to blob storage with the upload URL (Put Block / Put Block List), the blob
-trigger starts the job, and the page follows it through the API. Assets are files in
+trigger starts the job — the caller's, with the style and model asked for, from the record the
+app wrote when it issued the URL (``shared/uploads.py``) — and the page looks that job up and
+follows it through the API: one upload, one job. Assets are files in
 ``functions/static/`` shipped with the app; nothing is fetched from elsewhere.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import posixpath
 from datetime import UTC, datetime, timedelta
@@ -29,8 +34,10 @@ from urllib.parse import quote
 import azure.durable_functions as df
 import azure.functions as func
 
-from functions.api import _caller, _error, _json, visible_job
-from functions.starter import resolve_style
+from functions.access import Caller
+from functions.api import _caller, _error, _json, too_many_jobs, visible_job
+from functions.starter import resolve_style, upload_request
+from shared import uploads
 from shared.jobs import (
     INCOMING,
     MODEL_KINDS,
@@ -40,6 +47,7 @@ from shared.jobs import (
     InvalidName,
     slugify,
     split_ext,
+    validate_blob_name,
     validate_input_name,
     validate_style,
 )
@@ -94,23 +102,27 @@ async def web_styles(req: func.HttpRequest) -> func.HttpResponse:
                   "default_model": settings.default_model})
 
 
-def free_name(store: BlobStore, name: str) -> str:
-    """``name``, or ``stem (2).ext``… when a blob has it: an upload URL is only ever issued
-    for a name no blob holds, so it can never be used to replace another upload."""
+def reserve_name(store: BlobStore, name: str, record: uploads.UploadRecord,
+                 now: datetime) -> uploads.UploadRecord:
+    """Reserve ``name``, or ``stem (2).ext``… when a blob or another upload URL has it: an
+    upload URL is only ever issued for a name no blob holds and no other URL was issued for,
+    so it can never replace another upload. Returns the record written."""
     folder, base = posixpath.split(name)
     stem, dot, ext = base.rpartition(".")
     for n in range(1, _FREE_NAME_TRIES + 1):
         candidate = name if n == 1 else posixpath.join(folder, f"{stem} ({n}){dot}{ext}")
-        if not store.exists(INCOMING, candidate):
-            return candidate
+        mine = dataclasses.replace(record, blob=candidate)
+        if uploads.reserve(store, mine, now):
+            return mine
     raise InvalidName(f"{_FREE_NAME_TRIES} uploads already have the name {name!r}: rename it")
 
 
-def issue_upload(store: BlobStore, body: Any, settings: Any,
+def issue_upload(store: BlobStore, body: Any, settings: Any, caller: str,
                  now: datetime | None = None, ttl: timedelta = UPLOAD_TTL) -> dict[str, Any]:
     """Check an upload at the door and issue its URL: one new blob in `incoming`, create and
-    write only (no read, list or delete), valid for ``ttl``. Raises InvalidName with the
-    reason a person can act on."""
+    write only (no read, list or delete), valid for ``ttl``; record that ``caller`` asked for
+    it, with which style and model (the blob trigger starts their job from that record).
+    Raises InvalidName with the reason a person can act on."""
     if not isinstance(body, dict) or not isinstance(body.get("name"), str):
         raise InvalidName("\"name\" (the file's name) is required")
     name = body["name"].strip().replace("\\", "/").rsplit("/", 1)[-1]  # a file, not a path
@@ -125,13 +137,14 @@ def issue_upload(store: BlobStore, body: Any, settings: Any,
                           f"{settings.max_input_bytes}")
     if isinstance(size, int) and size <= 0:
         raise InvalidName("the file is empty")
-    name = free_name(store, name)
-    expires = (now or datetime.now(UTC)) + ttl
-    return {"blob": name,
-            "url": store.blob_sas_url(INCOMING, name, write=True, ttl=ttl),
-            "expires": expires.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            # Set on Put Block List: the blob trigger reads the job's style and model here.
-            "headers": {"x-ms-meta-style": style, "x-ms-meta-model": model}}
+    now = now or datetime.now(UTC)
+    expires = uploads.expiry_of(now + ttl)
+    record = reserve_name(store, name, uploads.UploadRecord(
+        blob=name, caller=caller, style=style, model=model,
+        expires=expires.strftime("%Y-%m-%dT%H:%M:%SZ")), now)
+    return {"blob": record.blob,
+            "url": store.blob_sas_url(INCOMING, record.blob, write=True, expiry=expires),
+            "expires": record.expires, "style": style, "model": model}
 
 
 def issue_style_upload(store: BlobStore, body: dict[str, Any],
@@ -152,8 +165,10 @@ def issue_style_upload(store: BlobStore, body: dict[str, Any],
 
 
 @bp.route(route="uploads", methods=["POST"])
-async def web_upload(req: func.HttpRequest) -> func.HttpResponse:
-    _, denied = _caller(req)
+@bp.durable_client_input(client_name="client")
+async def web_upload(req: func.HttpRequest, client: df.DurableOrchestrationClient
+                     ) -> func.HttpResponse:
+    caller, denied = _caller(req)
     if denied:
         return denied
     try:
@@ -167,10 +182,51 @@ async def web_upload(req: func.HttpRequest) -> func.HttpResponse:
                 body.get("name"), str):
             issued = await asyncio.to_thread(issue_style_upload, get_store(settings), body)
         else:
-            issued = await asyncio.to_thread(issue_upload, get_store(settings), body, settings)
+            # The upload's job will be the caller's: the limit of `POST /api/jobs` holds.
+            refused = await too_many_jobs(client, caller, settings)
+            if refused:
+                return refused
+            issued = await asyncio.to_thread(issue_upload, get_store(settings), body, settings,
+                                             caller.id)
     except InvalidName as exc:
         return _error(400, str(exc))
     return _json(issued, 201)
+
+
+def upload_job(store: BlobStore, blob: str, caller: Caller, settings: Any
+               ) -> dict[str, Any] | None:
+    """The job an upload through an issued URL starts, as the blob trigger computes it (its
+    id: the blob's name, ETag, style, model and uploader); None when ``caller`` did not ask
+    for that URL (admins: anyone's). ``job`` is None until the blob is there."""
+    record = uploads.read(store, blob)
+    if record is None or not caller.may_manage(record.caller):
+        return None
+    info = store.info(INCOMING, blob)
+    if info is None:
+        return {"blob": blob, "job": None}
+    job = upload_request(blob, info.etag, info.metadata, info.last_modified, record, settings)
+    return {"blob": blob, "job": job.job_id}
+
+
+@bp.route(route="uploads", methods=["GET"])
+@bp.durable_client_input(client_name="client")
+async def web_upload_job(req: func.HttpRequest, client: df.DurableOrchestrationClient
+                         ) -> func.HttpResponse:
+    caller, denied = _caller(req)
+    if denied:
+        return denied
+    blob = req.params.get("blob", "")
+    try:
+        validate_blob_name(blob)
+    except InvalidName as exc:
+        return _error(400, str(exc))
+    found = await asyncio.to_thread(upload_job, get_store(get_settings()), blob, caller,
+                                    get_settings())
+    if found is None:
+        return _error(404, f"no upload URL of yours for {INCOMING}/{blob}")
+    status = await client.get_status(found["job"]) if found["job"] else None
+    found["started"] = bool(status and status.runtime_status)
+    return _json(found, headers={"Cache-Control": "no-store"})
 
 
 @bp.route(route="jobs/{id}/links", methods=["GET"])

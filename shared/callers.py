@@ -15,7 +15,8 @@ admin); a test or a local client may send the headers above to act as someone el
 
 Rules (the API applies them; the ids are validated here, at the door):
 - every job started through the API records its caller (``JobRequest.caller``, the status's
-  ``caller``); jobs started by an upload have none;
+  ``caller``), and so does a job started by an upload through an upload URL the app issued (the
+  caller who asked for it, ``shared/uploads.py``); jobs started by any other upload have none;
 - a caller reads, lists and cancels only its own jobs; an admin sees and cancels all; a job with
   no caller (an upload) can be read by id by any signed-in caller, listed and cancelled by admins;
 - a caller may have at most ``MAX_ACTIVE_JOBS_PER_CALLER`` unfinished jobs.

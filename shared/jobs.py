@@ -9,6 +9,7 @@ Blob layout (the contract; README "Names" documents it for users)::
     styles/<style>.jpg|png                    style images
     models/<style>.pt                         trained fast models
     work/<job>/...                            per-job intermediates (probe.json, chunks/, ...)
+    work/uploads/<sha256 of the name>.json    who asked for an upload URL (shared/uploads.py)
     outgoing/<folder/><stem>.<style>.<hash>.<ext>          results, plus
     outgoing/<folder/><stem>.<style>.<hash>.preview.jpg    the before/after preview
 
@@ -46,6 +47,9 @@ STYLE_EXTENSIONS = ("jpg", "jpeg", "png")
 STATES = ("queued", "probing", "splitting", "training", "scoring", "stitching",
           "completed", "failed", "cancelled")
 TERMINAL_STATES = ("completed", "failed", "cancelled")
+# The status's ``tasks`` timeline holds at most this many chunk attempts (the latest), so the
+# status stays well under Durable's 16 KB custom-status limit whatever the chunk count.
+MAX_TIMELINE_ROWS = 48
 
 _JOB_ID = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,46}[a-z0-9])?$")
 _STYLE = re.compile(r"^[a-z0-9](?:[a-z0-9_-]{0,38}[a-z0-9])?$")
@@ -207,6 +211,13 @@ def work_prefix(job_id: str) -> str:
     return f"{validate_job_id(job_id)}/"
 
 
+def upload_record_blob(blob_name: str) -> str:
+    """Name (in ``work``) of the record of the upload URL issued for ``incoming/<blob_name>``:
+    a hash, so any valid upload name fits, and never a job's folder (job ids hold a '-')."""
+    digest = hashlib.sha256(blob_name.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"uploads/{digest}.json"
+
+
 def chunk_blob(job_id: str, index: int, ext: str = "mkv") -> str:
     return f"{work_prefix(job_id)}chunks/{index:05d}.{ext}"
 
@@ -232,7 +243,7 @@ class JobRequest:
     preview: str
     created: str  # ISO 8601 UTC, from the trigger
     options: dict[str, Any] = field(default_factory=dict)
-    caller: str = ""  # who started it through the API (shared/callers.py); '' = an upload
+    caller: str = ""  # whose job it is (shared/callers.py); '' = an upload without an upload URL
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -42,6 +42,7 @@ from shared.batch import (
 from shared.contract import SplitTask, StylizeTask, TrainTask
 from shared.jobs import (
     INCOMING,
+    MAX_TIMELINE_ROWS,
     MODELS,
     OUTGOING,
     STYLE_EXTENSIONS,
@@ -193,10 +194,9 @@ def split_job(ctx: Context, req: JobRequest, attempt: int = 1) -> dict[str, Any]
         return _bad(changed)
     p = load_probe(ctx, req.job_id)
     mode, chunks = plan_chunks(p, job_chunk_frames(ctx, p, req))
-    ctx.store.write_json(WORK, _chunks_blob(req.job_id),
-                         {"mode": mode, "chunks": [c.to_json() for c in chunks]})
+    save_chunks(ctx, req.job_id, mode, chunks)
     ctx.backend.submit(req.job_id, [split_task(req, ctx.settings, chunks, attempt)])
-    return {"ok": True, "mode": mode, "chunks": [[c.start, c.frames] for c in chunks]}
+    return {"ok": True, "mode": mode, "chunks": len(chunks)}
 
 
 def split_task(req: JobRequest, settings: Settings, chunks: list[Chunk],
@@ -242,6 +242,13 @@ def _log_files(job_id: str, task_id: str) -> list[OutputFile]:
     """A task's stdout and stderr, kept in work/<job>/logs/ whatever the outcome."""
     return [OutputFile(f"{stream}.txt", BlobRef(WORK, _log_blob(job_id, task_id, stream)),
                        "always") for stream in ("stdout", "stderr")]
+
+
+def save_chunks(ctx: Context, job_id: str, mode: str, chunks: list[Chunk]) -> None:
+    """The job's chunk plan, in work/<job>/chunks.json: every later step reads it from there
+    (the orchestrator holds only the count)."""
+    ctx.store.write_json(WORK, _chunks_blob(job_id),
+                         {"mode": mode, "chunks": [c.to_json() for c in chunks]})
 
 
 def load_chunks(ctx: Context, job_id: str) -> list[Chunk]:
@@ -327,18 +334,26 @@ def train_task(req: JobRequest, settings: Settings, chunks: list[Chunk], attempt
         kind="train", max_wall_s=settings.task_max_wall_s, max_retries=settings.task_max_retries)
 
 
-def submit_job(ctx: Context, req: JobRequest, attempts: dict[str, int],
+def attempt_of(retried: dict[str, int], chunk: int) -> int:
+    """A chunk's current attempt: ``retried`` holds only the chunks past their first."""
+    return int(retried.get(str(chunk), 1))
+
+
+def submit_job(ctx: Context, req: JobRequest, chunks: list[list[int]], retried: dict[str, int],
                style_blob: str, train_attempt: int = 0) -> dict[str, Any]:
-    """Add tasks for the given chunk attempts ({"<chunk>": attempt}); idempotent per task id."""
-    chunks = {c.index: c for c in load_chunks(ctx, req.job_id)}
+    """Add the tasks of the current attempt of the given chunks (``chunks``: inclusive index
+    ranges, ``shared.plan.chunk_ranges``), and of training attempt ``train_attempt`` when
+    not 0; idempotent per task id. The backend adds them in bulk (Azure: 100 per request)."""
+    by_index = {c.index: c for c in load_chunks(ctx, req.job_id)}
     tasks = []
     if train_attempt:
-        tasks.append(train_task(req, ctx.settings, list(chunks.values()), train_attempt,
+        tasks.append(train_task(req, ctx.settings, list(by_index.values()), train_attempt,
                                 style_blob))
-    tasks += [chunk_task(req, ctx.settings, chunks[int(i)], a, style_blob, len(chunks))
-              for i, a in sorted(attempts.items(), key=lambda kv: int(kv[0]))]
+    tasks += [chunk_task(req, ctx.settings, by_index[i], attempt_of(retried, i), style_blob,
+                         len(by_index))
+              for i in plan.expand_ranges(chunks)]
     ctx.backend.submit(req.job_id, tasks)
-    return {"submitted": [t.id for t in tasks]}
+    return {"submitted": len(tasks)}
 
 
 def model_exists(ctx: Context, style: str) -> bool:
@@ -349,59 +364,102 @@ def model_exists(ctx: Context, style: str) -> bool:
 # progress
 
 _STATE_CODE = {"pending": "P", "running": "R", "succeeded": "S", "failed": "F"}
+# At most this many failed chunks are reported per round (the rest come in the next ones),
+# and this many backend-retry reasons: one round's result stays small whatever fails.
+FAILURES_PER_ROUND = 20
+RETRY_REASONS_PER_ROUND = 10
 
 
-def progress_job(ctx: Context, req: JobRequest, attempts: dict[str, int],
-                 train_attempt: int = 0) -> dict[str, Any]:
-    """Where the current attempts stand, compactly (it goes into orchestration history).
+def progress_job(ctx: Context, req: JobRequest, chunks: int, retried: dict[str, int],
+                 train_attempt: int = 0, since: str | None = None,
+                 open_rows: list[str] | None = None, slots: int = 1) -> dict[str, Any]:
+    """Where the current attempts of the job's ``chunks`` chunks stand, in a result whose size
+    does not grow with the chunk count (it goes into orchestration history every round).
 
-    ``states``: one letter per chunk (P pending, R running, S succeeded, F failed, - unknown);
-    ``failures``: details of failed chunks; ``missing``: chunks whose task the backend does not
-    know (lost with a local pool, or a deleted Batch job); ``backend_retries``: retries the
-    backend made itself, ``{"<chunk>/<attempt>": [count, last error]}``; ``frames_done``:
-    frames of finished chunks plus what running tasks have reported.
+    ``retried``: the chunks past their first attempt ({"<chunk>": attempt}); ``since``: the
+    latest task end the caller has seen (ISO), ``open_rows``: the timeline rows
+    ("<chunk>:<attempt>") it holds that had not ended; ``slots``: how many tasks have run at
+    once so far.
+
+    Returns ``counts`` (current attempts by state: pending, running, succeeded, failed,
+    missing), ``frames_done`` (finished chunks plus what running tasks reported),
+    ``failures`` (at most FAILURES_PER_ROUND failed chunks, with ``failures_left`` more),
+    ``missing`` (index ranges of chunks whose task the backend does not know: lost with a local
+    pool, or a deleted Batch job), ``timeline`` ({"<chunk>:<attempt>": [created, started,
+    ended, node, state code]} for tasks that run, ended after ``since`` or are open rows; at
+    most MAX_TIMELINE_ROWS new ones), ``retries_total`` and ``retry_reasons`` (retries the
+    backend made itself, over all the job's tasks, and the latest reasons as [chunk, reason]),
+    ``slots`` and ``makespan_frames`` (the ETA's work left: ``plan.remaining_makespan``).
     """
-    wanted = {chunk_task_id(int(i), a): int(i) for i, a in attempts.items()}
-    attempt_of = {int(i): a for i, a in attempts.items()}
-    by_id = {t.id: t for t in ctx.backend.task_states(req.job_id)}
-    n = max((int(i) for i in attempts), default=-1) + 1
-    codes = ["-"] * n
-    failures = []
-    missing = []
-    backend_retries: dict[str, list[Any]] = {}
-    running: dict[str, int] = {}  # chunk -> frames done so far, for the ETA
-    times: dict[str, list[str | None]] = {}  # chunk -> [created, started, ended, node]
+    states = ctx.backend.task_states(req.job_id)
+    by_id = {t.id: t for t in states}
+    chunk_frames = {c.index: c.frames for c in load_chunks(ctx, req.job_id)} if chunks else {}
+    counts = dict.fromkeys(("pending", "running", "succeeded", "failed", "missing"), 0)
+    failures: list[dict[str, Any]] = []
+    failed_total = 0
+    missing: list[int] = []
+    running_left: list[int] = []
+    pending_frames: list[int] = []
+    timeline: dict[str, list[Any]] = {}
+    wanted_rows = set(open_rows or ())
     frames_done = 0
-    chunk_frames = {c.index: c.frames for c in load_chunks(ctx, req.job_id)} if attempts else {}
-    for task_id, index in wanted.items():
+    for index in range(chunks):
+        attempt = attempt_of(retried, index)
+        task_id = chunk_task_id(index, attempt)
         t = by_id.get(task_id)
+        frames = chunk_frames.get(index, 0)
         if t is None:
+            counts["missing"] += 1
             missing.append(index)
+            pending_frames.append(frames)
             continue
-        codes[index] = _STATE_CODE[t.state]
-        if t.started:  # the timeline: when this attempt waited, ran and ended, and where
-            times[str(index)] = [t.created, t.started, t.ended, t.node]
-        if t.retries:
-            backend_retries[f"{index}/{attempt_of[index]}"] = [t.retries, _short(t.retry_error)]
+        counts[t.state] += 1
+        row = f"{index}:{attempt}"
+        if t.started and (t.state == "running" or row in wanted_rows
+                          or (t.ended and (since is None or t.ended >= since))):
+            timeline[row] = [t.created, t.started, t.ended, t.node, _STATE_CODE[t.state]]
         if t.state == "succeeded":
-            frames_done += chunk_frames.get(index, 0)
+            frames_done += frames
         elif t.state == "running":
-            partial = min(t.frames_done, chunk_frames.get(index, 0))
+            partial = min(t.frames_done, frames)
             frames_done += partial
-            running[str(index)] = partial
+            running_left.append(frames - partial)
+        elif t.state == "pending":
+            pending_frames.append(frames)
         elif t.state == "failed":
-            failures.append({"chunk": index, "task": task_id, "exit_code": t.exit_code,
-                             "bad_input": t.bad_input, "error": _short(t.error), "log": t.log})
-    result: dict[str, Any] = {"states": "".join(codes), "failures": failures,
-                              "frames_done": frames_done, "running": running,
-                              "missing": sorted(missing), "backend_retries": backend_retries,
-                              "times": times}
+            failed_total += 1
+            if len(failures) < FAILURES_PER_ROUND:
+                failures.append({"chunk": index, "attempt": attempt, "task": task_id,
+                                 "exit_code": t.exit_code, "bad_input": t.bad_input,
+                                 "error": _short(t.error), "log": t.log})
+            pending_frames.append(frames)  # it runs again unless the job fails
+    if len(timeline) > MAX_TIMELINE_ROWS:  # the latest: open rows first, then by start
+        keep = sorted(timeline, key=lambda k: (k in wanted_rows, timeline[k][1] or ""))
+        timeline = {k: timeline[k] for k in keep[-MAX_TIMELINE_ROWS:]}
+    # Retries the backend made itself: a total over every task the job has had (old attempts
+    # too), so the caller needs no per-task memory to see new ones; reasons of the latest.
+    retried_tasks = [t for t in states if t.retries]
+    retried_tasks.sort(key=lambda t: (t.ended is None, t.ended or t.started or ""))
+    reasons = [[_chunk_of(t.id), _short(t.retry_error)] for t in retried_tasks
+               if _chunk_of(t.id) is not None][-RETRY_REASONS_PER_ROUND:]
+    slots = max(1, slots, counts["running"])
+    result: dict[str, Any] = {
+        "counts": counts, "frames_done": frames_done, "failures": failures,
+        "failures_left": failed_total - len(failures), "missing": plan.chunk_ranges(missing),
+        "timeline": timeline, "retries_total": sum(t.retries for t in states),
+        "retry_reasons": reasons, "slots": slots,
+        "makespan_frames": plan.remaining_makespan(running_left, pending_frames, slots)}
     if train_attempt:
         t = by_id.get(train_task_id(train_attempt))
         result["train"] = None if t is None else {
             "state": t.state, "exit_code": t.exit_code, "error": _short(t.error),
             "bad_input": t.bad_input, "progress": t.frames_done}
     return result
+
+
+def _chunk_of(task_id: str) -> int | None:
+    m = _TASK_ID.match(task_id)
+    return int(m.group(1)) if m and m.group(1) else None
 
 
 def _short(text: str | None, limit: int = 300) -> str | None:

@@ -32,6 +32,7 @@ Azure pricing calculator before relying on a figure.
 
 from __future__ import annotations
 
+import heapq
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -317,3 +318,39 @@ def estimate_for_job(frames: int, width: int, height: int, model: str, settings:
                         chunk_frames=chunk_frames, train=train)
     return estimate(frames, width, height, model, max(1, settings.local_batch_slots), "local",
                     False, settings=settings, chunk_frames=chunk_frames, train=train)
+
+
+# --------------------------------------------------------------------------------------------
+# Sets of chunks and the work left, in forms that stay small whatever the chunk count: what
+# the orchestrator passes to its activities travels through orchestration history.
+
+
+def chunk_ranges(indices: list[int] | set[int]) -> list[list[int]]:
+    """Chunk indices as inclusive ranges: [0, 1, 2, 7] -> [[0, 2], [7, 7]]."""
+    out: list[list[int]] = []
+    for i in sorted(set(indices)):
+        if out and out[-1][1] == i - 1:
+            out[-1][1] = i
+        else:
+            out.append([i, i])
+    return out
+
+
+def expand_ranges(ranges: list[list[int]]) -> list[int]:
+    """The indices of ``chunk_ranges`` output, in order."""
+    return [i for lo, hi in ranges for i in range(int(lo), int(hi) + 1)]
+
+
+def remaining_makespan(running_left: list[int], pending: list[int], slots: int) -> int:
+    """Frames the busiest of ``slots`` task slots still has to score, when the running tasks
+    keep their slots and the pending ones start in order as slots free up (list scheduling,
+    as Batch hands queued tasks to free nodes; never fewer slots than running tasks). The
+    ETA divides this by one task's speed: a last wave of fewer tasks than slots runs slower
+    than the average rate would say."""
+    loads = list(running_left) + [0] * max(0, slots - len(running_left))
+    if not loads:
+        loads = [0]
+    heapq.heapify(loads)
+    for work in pending:
+        heapq.heappush(loads, heapq.heappop(loads) + work)
+    return max(loads) if loads else 0

@@ -42,7 +42,7 @@ class Settings(InputLimits):
     default_style: str = "swirl"
     default_model: str = "gatys"  # gatys | fast
     frames_per_chunk: int = 48
-    max_chunks: int = 500
+    max_chunks: int = 10_000
     max_chunk_attempts: int = 3  # per chunk, counting the first try
     poll_interval_s: float = 10.0
     # Replays grow with history; continue_as_new after this many monitor rounds.

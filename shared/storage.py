@@ -139,8 +139,12 @@ class BlobStore:
     def read_bytes(self, container: str, name: str) -> bytes:
         return self.blob(container, name).download_blob().readall()
 
-    def write_bytes(self, container: str, name: str, data: bytes) -> None:
-        self.blob(container, name).upload_blob(data, overwrite=True)
+    def write_bytes(self, container: str, name: str, data: bytes, *, overwrite: bool = True,
+                    if_etag: str | None = None) -> None:
+        """Write a small blob; ``overwrite`` and ``if_etag`` as in ``upload_file``."""
+        condition = _if_match(if_etag)
+        self.blob(container, name).upload_blob(data, overwrite=overwrite or bool(condition),
+                                               **condition)
 
     def read_json(self, container: str, name: str) -> Any:
         return json.loads(self.read_bytes(container, name))
@@ -209,26 +213,30 @@ class BlobStore:
 
     def blob_sas_token(self, container: str, name: str, *, write: bool = False,
                        ttl: timedelta = timedelta(hours=3),
-                       content_disposition: str | None = None) -> str:
+                       content_disposition: str | None = None,
+                       expiry: datetime | None = None) -> str:
         """A SAS for one blob: read-only, or create+write only (no read, list or delete).
-        Valid from five minutes ago (clock skew) for ``ttl``; https-only on an https account.
-        ``content_disposition`` (read URLs) is what the response says, e.g. to download."""
+        Valid from five minutes ago (clock skew) for ``ttl`` (or until ``expiry``); https-only
+        on an https account. ``content_disposition`` (read URLs) is what the response says,
+        e.g. to download."""
         now = datetime.now(UTC)
+        expiry = expiry or now + ttl
         perms = (BlobSasPermissions(create=True, write=True) if write
                  else BlobSasPermissions(read=True))
         https = self.service.url.lower().startswith("https://")
         return generate_blob_sas(self.account_name, container, validate_blob_name(name),
                                  permission=perms, start=now - timedelta(minutes=5),
-                                 expiry=now + ttl, protocol="https" if https else None,
+                                 expiry=expiry, protocol="https" if https else None,
                                  content_disposition=content_disposition,
-                                 **self._signing(ttl))
+                                 **self._signing(expiry - now))
 
     def blob_sas_url(self, container: str, name: str, *, write: bool = False,
                      ttl: timedelta = timedelta(hours=3),
-                     content_disposition: str | None = None) -> str:
+                     content_disposition: str | None = None,
+                     expiry: datetime | None = None) -> str:
         """URL of one blob with a SAS scoped to it (see ``blob_sas_token``)."""
         token = self.blob_sas_token(container, name, write=write, ttl=ttl,
-                                    content_disposition=content_disposition)
+                                    content_disposition=content_disposition, expiry=expiry)
         return f"{self.blob(container, name).url}?{token}"
 
 

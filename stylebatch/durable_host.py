@@ -108,9 +108,17 @@ class Instance:
     episodes: int = 0
     replayed_events: int = 0  # total events replayed (a measure of replay cost)
     version: int = 0  # bumps on every saved change; an older snapshot never overwrites a newer
+    # The largest a generation's history, its input and the custom status have been (events,
+    # JSON bytes): what Durable stores and replays grows with these, so tests and benches
+    # hold them to a bound.
+    peak_history: int = 0
+    peak_history_bytes: int = 0
+    peak_input_bytes: int = 0
+    peak_status_bytes: int = 0
 
     _SAVED = ("id", "name", "input", "status", "history", "new_events", "generation",
-              "custom_status", "output", "episodes", "replayed_events", "version")
+              "custom_status", "output", "episodes", "replayed_events", "version",
+              "peak_history", "peak_history_bytes", "peak_input_bytes", "peak_status_bytes")
 
     def to_record(self) -> dict[str, Any]:
         record = {k: getattr(self, k) for k in self._SAVED}
@@ -121,7 +129,7 @@ class Instance:
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> Instance:
-        inst = cls(**{k: record[k] for k in cls._SAVED},
+        inst = cls(**{k: record[k] for k in cls._SAVED if k in record},
                    created=_aware(isoparse(record["created"])),
                    updated=_aware(isoparse(record["updated"])))
         inst.scheduled = [tuple(s) for s in record["scheduled"]]
@@ -426,6 +434,7 @@ class DurableHost:
             return self._snapshot_locked(inst)
         inst.history.append({"EventType": Event.ORCHESTRATOR_COMPLETED, "EventId": -1,
                              "IsPlayed": False, "Timestamp": _ts(inst.updated)})
+        _note_peaks(inst)
         if error is not None:
             inst.status, inst.output = "Failed", error
             inst.timers.clear()
@@ -605,6 +614,13 @@ class DurableHost:
     def run_async(self, coro: Any, timeout: float | None = 60) -> Any:
         """Run a coroutine on the host's loop (where the client's aiohttp session lives)."""
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+
+def _note_peaks(inst: Instance) -> None:
+    inst.peak_history = max(inst.peak_history, len(inst.history))
+    inst.peak_history_bytes = max(inst.peak_history_bytes, len(json.dumps(inst.history)))
+    inst.peak_input_bytes = max(inst.peak_input_bytes, len(inst.input or ""))
+    inst.peak_status_bytes = max(inst.peak_status_bytes, len(json.dumps(inst.custom_status)))
 
 
 def _aware(t: datetime) -> datetime:

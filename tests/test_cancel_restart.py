@@ -90,6 +90,9 @@ def test_failed_chunks_and_retries_of_both_layers_show_in_the_status(make_harnes
     # Each attempt was retried once by the node, and the first attempt by the orchestrator.
     assert by.count("backend") == 2 and by.count("orchestrator") == 1, final["retries"]
     assert all(r["chunk"] == 0 and r["error"] for r in final["retries"])
+    # The job page's timeline: both of chunk 0's attempts, each failed, each with its times.
+    assert sorted((r[0], r[1], r[5]) for r in final["tasks"]) == [(0, 1, "F"), (0, 2, "F")]
+    assert all(r[3] is not None and r[4] is not None and r[4] >= r[3] for r in final["tasks"])
 
 
 def test_a_split_running_when_its_job_is_cancelled_leaves_nothing(harness: Harness, clips):

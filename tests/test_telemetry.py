@@ -114,17 +114,15 @@ def test_the_status_with_a_full_timeline_stays_well_under_16_kb():
 
     name = "n" * 900 + ".mp4"
     req = new_job_request(name, "0x8DC0FFEE", "s" * 40, "gatys", "2026-12-01T00:00:00Z")
-    st: dict[str, Any] = {"scoring_started": "2026-12-01T00:00:00+00:00", "timeline": {},
-                          "attempts": {}, "codes": "F" * 1000}
+    ledger: dict[str, Any] = {"scoring_started": "2026-12-01T00:00:00+00:00"}
     node = "tvmps_" + "0123456789abcdef" * 4 + "_d"
     for chunk in range(1000):  # far more attempts than the cap keeps
-        st["attempts"][str(chunk)] = 3
-        times = {str(chunk): ["2026-12-01T00:00:01.123Z", "2026-12-01T01:00:02.456Z",
-                              "2026-12-01T23:59:59.999Z", node]}
-        orchestrator._record_times(st, times)
-    rows = orchestrator._task_rows(st)
+        orchestrator._record_timeline(ledger, {f"{chunk}:3": [
+            "2026-12-01T00:00:01.123Z", "2026-12-01T01:00:02.456Z", "2026-12-01T23:59:59.999Z",
+            node, "F"]})
+    rows = orchestrator._task_rows(ledger)
     assert len(rows) == orchestrator.MAX_TIMELINE_ROWS
-    extra = {"tasks": rows, "tasks_since": st["scoring_started"],
+    extra = {"tasks": rows, "tasks_since": ledger["scoring_started"],
              "retries": [{"chunk": 999, "error": "e" * 300, "by": "orchestrator"}] * 10,
              "warnings": ["w" * 300] * 3,
              "video": {"width": 7680, "height": 4320, "fps": "30000/1001", "duration_s": 3600.0,

@@ -3,6 +3,7 @@ cuts; re-encode when the keyframes do not allow it), and retiming invariants."""
 
 from __future__ import annotations
 
+import math
 import random
 from pathlib import Path
 
@@ -82,6 +83,22 @@ def test_plan_never_loses_or_duplicates_a_frame():
         assert chunks[-1].start + chunks[-1].frames == n
         assert all(c.frames >= 1 for c in chunks)
         assert [c.index for c in chunks] == list(range(len(chunks)))
+
+
+def test_a_stream_copy_split_makes_as_many_chunks_as_planned():
+    """The planner rounds the chunk count to whole waves of the pool; cutting each chunk at the
+    first keyframe past its target would lose chunks (and even up the last wave no more)."""
+    class FakeProbe:
+        def __init__(self, frames: int, cuts: list[int]):
+            self.frames, self.cuts = frames, cuts
+
+    for frames, gop, target in ((180_000, 50, 693), (180_000, 50, 3000), (9_000, 250, 900),
+                                (1_000, 12, 100)):
+        mode, chunks = plan_chunks(FakeProbe(frames, list(range(0, frames, gop))), target)
+        assert mode == "copy"
+        assert len(chunks) == math.ceil(frames / target), (frames, gop, target)
+        assert all(c.start % gop == 0 for c in chunks)
+        assert all(abs(c.frames - frames / len(chunks)) <= gop for c in chunks)
 
 
 def test_retime_keeps_dts_increasing_and_before_pts():

@@ -1,8 +1,9 @@
 """The web page in a real browser: Debian's chromium driven by Playwright, against a real
 `stylebatch serve` (its embedded Azurite, the real Function app, local Batch tasks).
 
-Upload a small real clip through the page with the fast model, watch the upload bar reach
-100 %, follow the job to `completed`, see the before/after preview, download the result and
+Upload a small real clip through the page with the fast model as an ordinary signed-in caller,
+watch the upload bar reach 100 %, see that upload make exactly one job, the caller's, follow it
+to `completed`, see the before/after preview, download the result and
 count its frames; cancel a second job from its page; a bad file and a bad name show their
 reasons. A screenshot of each page goes to artifacts/web/ (git-ignored).
 """
@@ -15,6 +16,8 @@ import re
 import subprocess
 import sys
 import threading
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +27,7 @@ from shared import telemetry
 from stylebatch.azurite import free_port
 from tests.conftest import ffmpeg, framemd5
 from tests.corpus import CARPHONE
+from tests.test_callers import ALICE, BOB, as_
 
 CHROMIUM = Path("/usr/bin/chromium")
 REPO = Path(__file__).resolve().parent.parent
@@ -49,8 +53,8 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
            "veryfast", str(short))
     ffmpeg("-i", str(CARPHONE), "-frames:v", "120", "-c:v", "libx264", "-preset", "veryfast",
            str(long))
-    bad = d / "not a video.mp4"
-    bad.write_text("these are words, not frames\n" * 20)
+    bad = d / "not a video.mp4"  # 9 MiB: it goes up in three 4 MiB blocks
+    bad.write_text("these are words, not frames\n" * (9 * 1024**2 // 28))
     notes = d / "notes.txt"
     notes.write_text("a text file\n")
     style = d / "My Starry.jpg"
@@ -161,13 +165,40 @@ def test_add_a_style_image_to_the_gallery(page, clips, console):
     console.clear()
 
 
-def test_upload_watch_preview_and_download(page, clips, tmp_path):
+def _as(page, headers: dict[str, str]) -> None:
+    """The page's API calls carry a signed-in caller's principal headers, as App Service
+    authentication sets them in Azure (storage requests are left alone)."""
+    page.route("**/api/**", lambda route: route.continue_(
+        headers={**route.request.headers, **headers}))
+    page.reload()
+    page.wait_for_selector("#styles input[value=swirl]", state="attached")
+
+
+def _api(server: str, path: str, headers: dict[str, str] | None = None) -> tuple[int, object]:
+    base = server.split("/api/ui")[0]
+    req = urllib.request.Request(f"{base}/api/{path}", headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def _record_upload_percents(page) -> list[float]:
+    """Every value the upload bar shows, as the page shows it."""
     percents: list[float] = []
     page.expose_function("recordPercent", lambda p: percents.append(float(p)))
     page.evaluate("""() => new MutationObserver(() => window.recordPercent(
         document.getElementById('upload-progress').value)).observe(
         document.getElementById('upload-percent'), {childList: true, characterData: true,
                                                     subtree: true})""")
+    return percents
+
+
+def test_upload_watch_preview_and_download(page, server, clips, tmp_path):
+    # An ordinary caller, as in Azure: the upload's job must be theirs, and the only one.
+    _as(page, as_(ALICE))
+    percents = _record_upload_percents(page)
     # The form is reachable from the keyboard: Tab reaches the upload button.
     for _ in range(12):
         page.keyboard.press("Tab")
@@ -186,7 +217,7 @@ def test_upload_watch_preview_and_download(page, clips, tmp_path):
     page.wait_for_function("document.getElementById('preview').naturalWidth > 0",
                            timeout=30_000)
     assert page.inner_text("#job-percent") == "100 %"
-    assert page.locator("#timeline .lane").count() >= 3  # 24 frames in chunks of 8
+    assert page.locator("#timeline [role=listitem]").count() >= 3  # 24 frames, chunks of 8
     _shot(page, "2-job-completed")
     with page.expect_download(timeout=60_000) as download:
         page.click("#download")
@@ -194,6 +225,12 @@ def test_upload_watch_preview_and_download(page, clips, tmp_path):
     download.value.save_as(saved)
     assert saved.suffix == ".mp4"
     assert len(framemd5(saved)) == FRAMES
+    # One upload, one job: Alice's (an admin lists every job), which Bob cannot see.
+    status = _api(server, f"jobs/{job_id}", as_(ALICE))[1]
+    assert (status["caller"], status["style"], status["model"]) == (ALICE, "swirl", "fast")
+    everyone = _api(server, "jobs?limit=500")[1]["jobs"]
+    assert [j["id"] for j in everyone if j["input"] == status["input"]] == [job_id]
+    assert _api(server, f"jobs/{job_id}", as_(BOB))[0] == 404
     # The server wrote the job's trace: its own span, one per chunk task, all one trace id.
     spans = [json.loads(line) for line in TRACES[-1].read_text().splitlines()]
     mine = [s for s in spans if s["attributes"].get("job.id") == job_id]
@@ -237,7 +274,10 @@ def test_bad_uploads_show_their_reason(page, clips, console):
     assert console == ["Failed to load resource: the server responded with a status of 400 "
                        "(Bad Request)"]
     console.clear()
+    percents = _record_upload_percents(page)
     job_id = _upload(page, clips["bad"], "fast")
+    # A large file goes up block by block, and the bar moves with each block.
+    assert max(percents) == 100.0 and any(40 < p < 100 for p in percents), percents
     page.click("#upload-msg a")
     page.wait_for_function("document.querySelector('#job-facts dd') && "
                            "document.querySelector('#job-facts dd').textContent == 'failed'",

@@ -38,7 +38,8 @@ SUBSCRIPTION_BICEP = strip_comments(read("infra/hooks/eventgrid-subscription.bic
 # The HTTP API the README documents: (method, route under /api/).
 API = {("GET", "jobs/{id}"), ("GET", "jobs"), ("POST", "jobs"), ("DELETE", "jobs/{id}"),
        # the web page and what it asks for (functions/web.py)
-       ("GET", "ui"), ("GET", "styles"), ("POST", "uploads"), ("GET", "jobs/{id}/links")}
+       ("GET", "ui"), ("GET", "styles"), ("POST", "uploads"), ("GET", "uploads"),
+       ("GET", "jobs/{id}/links")}
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +68,8 @@ def test_every_function_loads_in_the_real_worker(app: worker.WorkerApp):
         **{a: "activityTrigger" for a in ("probe", "split", "split_state", "model_exists",
                                           "submit", "progress", "stitch", "cleanup")},
         **{h: "httpTrigger" for h in ("get_job", "list_jobs", "create_job", "cancel_job",
-                                      "web_page", "web_styles", "web_upload", "web_links")},
+                                      "web_page", "web_styles", "web_upload", "web_upload_job",
+                                      "web_links")},
     }
     for fn in app.functions.values():  # the worker's registry entry is the function it calls
         assert fn.info.name == fn.name and callable(fn.info.func)

@@ -62,14 +62,14 @@
       await putXhr(issued.url + "&comp=block&blockid=" + encodeURIComponent(id), part, version,
                    (loaded) => progress(sent + loaded));
       sent += part.size;
+      progress(sent);  // each block stored moves the bar, whatever the browser's upload events
       ids.push(id);
       if (file.size === 0) break;
     }
     const xml = '<?xml version="1.0" encoding="utf-8"?><BlockList>' +
       ids.map((id) => "<Latest>" + id + "</Latest>").join("") + "</BlockList>";
     await putXhr(issued.url + "&comp=blocklist", xml, Object.assign({}, version,
-      issued.headers, { "x-ms-blob-content-type": file.type || "application/octet-stream" }),
-      () => {});
+      { "x-ms-blob-content-type": file.type || "application/octet-stream" }), () => {});
     progress(file.size);
   }
 
@@ -91,16 +91,28 @@
       msg.textContent = "Uploading " + issued.blob + "…";
       await uploadBlocks(file, issued, (done) =>
         setUploadPercent(file.size ? 100 * done / file.size : 100));
-      const job = await api("jobs", { method: "POST", headers: { "content-type":
-        "application/json" }, body: JSON.stringify({ blob: issued.blob }) });
-      msg.textContent = "Uploaded " + issued.blob + ": job " + job.id + ". ";
-      msg.appendChild(el("a", "Follow it", { href: "#job/" + job.id }));
+      msg.textContent = "Uploaded " + issued.blob + "; waiting for its job to start…";
+      const id = await uploadedJob(issued.blob);
+      msg.textContent = "Uploaded " + issued.blob + ": job " + id + ". ";
+      msg.appendChild(el("a", "Follow it", { href: "#job/" + id }));
       refreshJobs();
     } catch (e) {
       msg.className = "error";
       msg.textContent = "Upload refused: " + e.message;
     } finally {
       $("go").disabled = false;
+    }
+  }
+
+  // The upload starts its job itself (the blob trigger, as the caller who asked for the
+  // upload URL); the page finds that job rather than starting another.
+  async function uploadedJob(blob) {
+    const until = Date.now() + 120000;
+    for (;;) {
+      const found = await api("uploads?blob=" + encodeURIComponent(blob));
+      if (found.started) return found.job;
+      if (Date.now() > until) throw new Error("no job started for " + blob + " in 2 minutes");
+      await new Promise((resolve) => setTimeout(resolve, 1000));
     }
   }
 
@@ -187,14 +199,30 @@
         el("td", notes.join("; "), { class: j.error ? "error" : "" }));
       return tr;
     });
+    if (!rows.length) {
+      const none = el("tr");
+      none.appendChild(el("td", "No jobs yet: upload a video above.", { colspan: "10",
+                                                                        class: "muted" }));
+      rows.push(none);
+    }
     $("jobs").tBodies[0].replaceChildren(...rows);
   }
 
   /* -- one job ------------------------------------------------------------------------------ */
 
+  // One job's status and its chunk tasks' timeline: the one place the page reads them.
+  async function jobStatus(id) {
+    const j = await api("jobs/" + encodeURIComponent(id));
+    return { job: j, tasks: j.tasks || [], since: j.tasks_since || null };
+  }
+
   async function refreshJob(id) {
-    let j;
-    try { j = await api("jobs/" + encodeURIComponent(id)); } catch (e) {
+    let j, timeline;
+    try {
+      const s = await jobStatus(id);
+      j = s.job;
+      timeline = s;
+    } catch (e) {
       $("job-error").textContent = e.message;
       return;
     }
@@ -204,7 +232,7 @@
       ["chunks", j.chunks.done + " / " + j.chunks.total + " done, " + j.chunks.running +
        " running, " + j.chunks.failed + " failed"], ["ETA", eta(j.eta_seconds) || "—"],
       ["retries", (j.retries || []).map((r) => "chunk " + r.chunk + ": " + r.error)
-        .join("; ") || "none"], ["result", j.output || "—"], ["updated", j.updated]];
+        .join("; ") || "none"], ["result", (j.state === "failed" || j.state === "cancelled" ? null : j.output) || "—"], ["updated", j.updated]];
     $("job-facts").replaceChildren(...facts.flatMap(([k, v]) => [el("dt", k), el("dd", v)]));
     $("job-facts").querySelector("dd").className = "state-" + j.state;
     $("job-progress").value = j.percent;
@@ -220,7 +248,8 @@
     // ended job's to its last update.
     const until = TERMINAL.includes(j.state) ? Date.parse(j.updated)
       : Math.max(Date.now(), Date.parse(j.updated));
-    drawTimeline(j.tasks || [], j.tasks_since ? (until - Date.parse(j.tasks_since)) / 1000 : 0);
+    drawTimeline(timeline.tasks, timeline.since ? (until - Date.parse(timeline.since)) / 1000
+                                                : 0, TERMINAL.includes(j.state));
     if (j.state === "completed" && $("preview-fig").hidden) {
       const links = await api("jobs/" + encodeURIComponent(id) + "/links");
       $("preview").src = links.preview;
@@ -231,21 +260,30 @@
     }
   }
 
-  function drawTimeline(tasks, now) {
+  // One lane per chunk task attempt: grey while it waited for a node, then its run (blue
+  // succeeded, red failed, light blue running, striped: stopped when the job ended), with how
+  // long it waited and ran in words beside it. Times are seconds since the first task queued.
+  function drawTimeline(tasks, now, ended) {
     const box = $("timeline");
-    if (!tasks.length) { box.replaceChildren(el("p", "No chunk task has run yet.",
-                                                { class: "muted" })); return; }
+    if (!tasks.length) {
+      box.replaceChildren(el("p", ended ? "No chunk task ran." : "No chunk task has run yet.",
+                             { class: "muted" }));
+      return;
+    }
     // From the first task's queueing to the last end (or now, while tasks run).
     const origin = Math.min(...tasks.map((t) => t[2] !== null ? t[2] : t[3]));
     const end = Math.max(now || 0, ...tasks.map((t) => t[4] !== null ? t[4] : t[3])) - origin;
     const pct = (s) => (100 * Math.max(0, (s === null ? origin : s) - origin) /
                         Math.max(end, 0.1)).toFixed(2) + "%";
-    const words = { S: "succeeded", F: "failed", R: "running", P: "pending", "-": "unknown" };
-    box.replaceChildren(...tasks.map(([chunk, attempt, queued, started, ended, code, node]) => {
-      const ran = ended !== null ? (ended - started).toFixed(1) + " s" : "running";
+    const words = { S: "succeeded", F: "failed", R: "running", P: "pending", X: "stopped",
+                    "-": "unknown" };
+    const lanes = tasks.map(([chunk, attempt, queued, started, ended_at, code, node]) => {
+      if (ended && ended_at === null && (code === "R" || code === "P")) code = "X";
+      const ran = ended_at !== null ? (ended_at - started).toFixed(1) + " s"
+        : (code === "X" ? "until the job ended" : "running");
+      const waited = (started - (queued !== null ? queued : started)).toFixed(1) + " s";
       const label = "chunk " + chunk + " attempt " + attempt + ": " + words[code] +
-        ", waited " + (started - (queued || started)).toFixed(1) + " s, ran " + ran +
-        (node ? " on " + node : "");
+        ", waited " + waited + ", ran " + ran + (node ? " on " + node : "");
       const lane = el("div", null, { class: "lane", role: "listitem", title: label,
                                      "aria-label": label });
       const track = el("div", null, { class: "track" });
@@ -254,13 +292,19 @@
         pct(queued) + ")";
       const run = el("div", null, { class: "run " + code });
       run.style.left = pct(started);
-      run.style.width = "calc(" + pct(ended !== null ? ended : end + origin) + " - " +
+      run.style.width = "calc(" + pct(ended_at !== null ? ended_at : end + origin) + " - " +
         pct(started) + ")";
       track.append(wait, run);
       lane.append(el("span", "#" + chunk + (attempt > 1 ? " try " + attempt : ""),
-                     { class: "name" }), track);
+                     { class: "name" }), track,
+                  el("span", words[code] + (ended_at !== null ? " in " + ran : "") +
+                     ", waited " + waited, { class: "took " + code, "aria-hidden": "true" }));
       return lane;
-    }));
+    });
+    const axis = el("div", null, { class: "lane axis", "aria-hidden": "true" });
+    axis.append(el("span", "", { class: "name" }), el("span", "0 s", { class: "track" }),
+                el("span", end.toFixed(1) + " s", { class: "took" }));
+    box.replaceChildren(...lanes, axis);
   }
 
   async function cancelJob() {

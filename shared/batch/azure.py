@@ -65,7 +65,10 @@ NODE_LAUNCHER = "$AZ_BATCH_NODE_SHARED_DIR/stylebatch/run.sh"
 _STD_STREAMS = {"stdout.txt": "../stdout.txt", "stderr.txt": "../stderr.txt"}
 _UPLOAD_CONDITION = {"success": "tasksuccess", "always": "taskcompletion"}
 # What list_tasks returns for each task: just what a TaskState needs.
-_SELECT = ["id", "state", "executionInfo", "outputFiles", "constraints"]
+_SELECT = ["id", "state", "creationTime", "executionInfo", "nodeInfo", "outputFiles",
+           "constraints"]
+_RUNNING_FILTER = "state eq 'preparing' or state eq 'running'"
+_IDS_PER_LIST = 20  # task ids per "id eq … or …" filter: the request line stays short
 # An argument that needs no quoting on a Batch command line or in bash.
 _SAFE_WORD = re.compile(r"^[A-Za-z0-9_./:=,+@%^-]+$")
 _STDERR_TAIL_BYTES = 16 * 1024
@@ -113,10 +116,13 @@ def _plain_word(arg: str) -> str:
 
 @dataclass
 class _JobView:
-    """What this process remembers of one job between polls (tasks that can no longer change)."""
+    """What this process remembers of one job between polls: tasks that can no longer change
+    (``done``), the latest state of the others (``unfinished``), and whether the whole job has
+    been listed once since this process started (``listed``)."""
 
     done: dict[str, TaskState] = field(default_factory=dict)
-    unfinished: set[str] = field(default_factory=set)
+    unfinished: dict[str, TaskState] = field(default_factory=dict)
+    listed: bool = False
 
 
 class AzureBatchBackend:
@@ -171,7 +177,9 @@ class AzureBatchBackend:
                                    f"{_error_text(exc)}") from exc
         with self._lock:
             view = self._jobs.setdefault(job_id, _JobView())
-            view.unfinished.update(t.id for t in tasks if t.id not in view.done)
+            for t in tasks:
+                if t.id not in view.done and t.id not in view.unfinished:
+                    view.unfinished[t.id] = TaskState(t.id, "pending", created=utc_iso())
 
     def _ensure_job(self, job_id: str) -> None:
         s = self.settings
@@ -304,46 +312,103 @@ class AzureBatchBackend:
     def task_states(self, job_id: str) -> list[TaskState]:
         """Every task of the job with its state; an unknown job gives an empty list.
 
-        The task counts say whether anything finished since the last poll; if not, only the
-        unfinished tasks are listed (finished ones cannot change and are remembered).
+        A poll costs what changed, not what the job holds, so that watching a job of thousands
+        of tasks stays linear over its life: the task counts (one call); the tasks running now
+        (one filtered list); and, when the counts say some completed since the last poll, the
+        tasks that were running then (and, if that is not all, the oldest queued ones), fetched
+        by id (``id eq`` filters, 20 a request). Finished tasks cannot change and are
+        remembered; queued ones keep their last state. Only when that does not add up (the first
+        poll in this process, tasks added elsewhere, stale counts, a poll slower than tasks)
+        does it list the unfinished tasks, and failing that every task.
         """
         counts = self.task_counts(job_id)
         if counts is None:
             with self._lock:
                 self._jobs.pop(job_id, None)
             return []
-        total = counts["active"] + counts["running"] + counts["completed"]
         with self._lock:
             view = self._jobs.setdefault(job_id, _JobView())
-            done = dict(view.done)
-            known_unfinished = set(view.unfinished)
-        listed: list[m.BatchTask] | None = None
-        if done and counts["completed"] == len(done):
-            listed = list(self._list(job_id, "state ne 'completed'"))
-            ids = {t.id for t in listed}
-            # Stale counts, a task that finished meanwhile, or tasks added elsewhere: list all.
-            if (len(done) + len(listed) != total or not known_unfinished <= ids
-                    or any(t.state == "completed" for t in listed)):
-                listed = None
-        if listed is None:
-            listed = list(self._list(job_id, None))
-        states = {tid: st for tid, st in done.items()}
-        unfinished = set()
-        peek_budget = max(0, self.settings.batch_progress_peek_tasks)
-        for task in listed:
-            state = self._task_state(job_id, task, peek=peek_budget > 0)
-            if state.state == "running":
-                peek_budget -= 1
-            states[task.id] = state
-            if task.state == "completed":
-                done[task.id] = state
-            else:
-                unfinished.add(task.id)
+            done, unfinished = dict(view.done), dict(view.unfinished)
+            listed_before = view.listed
+        peek = [max(0, self.settings.batch_progress_peek_tasks)]
+        states = None
+        if listed_before:
+            states = self._poll_changes(job_id, counts, done, unfinished, peek)
+        if states is None:
+            states = {t.id: self._task_state(job_id, t, self._peek(t, peek))
+                      for t in self._list(job_id, None)}
+            done = {tid: st for tid, st in states.items() if st.state in ("succeeded", "failed")}
         with self._lock:
             view = self._jobs.setdefault(job_id, _JobView())
             view.done.update(done)
-            view.unfinished = unfinished
+            view.unfinished = {tid: st for tid, st in states.items() if tid not in view.done}
+            view.listed = True
         return list(states.values())
+
+    def _poll_changes(self, job_id: str, counts: dict[str, int], done: dict[str, TaskState],
+                      unfinished: dict[str, TaskState], peek: list[int]
+                      ) -> dict[str, TaskState] | None:
+        """The job's tasks from what changed since the last poll; None when that cannot be
+        told reliably (the caller lists every task). Adds newly finished tasks to ``done``."""
+        total = counts["active"] + counts["running"] + counts["completed"]
+        if len(done) + len(unfinished) != total or counts["completed"] < len(done):
+            return None  # tasks added elsewhere, or a job replaced behind our back
+        running = {t.id: t for t in self._list(job_id, _RUNNING_FILTER)}
+        if not set(running) <= set(unfinished):
+            return None
+        fresh: dict[str, m.BatchTask] = dict(running)
+        new_done = counts["completed"] - len(done)
+        if new_done > 0:
+            was_running = [tid for tid, st in unfinished.items()
+                           if st.state == "running" and tid not in running]
+            fetched = self._by_ids(job_id, was_running)
+            short = new_done - sum(t.state == "completed" for t in fetched)
+            if short > 0:
+                # Tasks that went from queued to completed between two polls: Batch hands out
+                # a job's queued tasks oldest first, so look at the oldest queued ones (ids
+                # sort in submission order: chunk index, then attempt).
+                queued = sorted(tid for tid, st in unfinished.items()
+                                if st.state == "pending" and tid not in running)
+                fetched += self._by_ids(job_id, queued[:short + len(running)])
+            if sum(t.state == "completed" for t in fetched) < new_done:
+                # Still short: list what has not completed; whatever we knew unfinished and
+                # is not there has completed.
+                still = {t.id: t for t in self._list(job_id, "state ne 'completed'")}
+                if not set(still) <= set(unfinished):
+                    return None
+                fetched = self._by_ids(job_id, [tid for tid in unfinished if tid not in still])
+                fresh.update(still)
+            fresh.update({t.id: t for t in fetched})
+        states = dict(done)
+        for tid, last in unfinished.items():
+            task = fresh.get(tid)
+            if task is None:
+                # Not running and not seen completing: still queued (or a task that was
+                # running and was requeued, which the counts below catch).
+                states[tid] = last if last.state == "pending" else replace(last, state="pending")
+                continue
+            st = self._task_state(job_id, task, self._peek(task, peek))
+            states[tid] = st
+            if task.state == "completed":
+                done[tid] = st
+        if len(done) < counts["completed"]:
+            return None
+        return states
+
+    def _peek(self, task: m.BatchTask, budget: list[int]) -> bool:
+        """Whether to read this running task's stdout for its frames (a bounded number)."""
+        if task.state != "running" or budget[0] <= 0:
+            return False
+        budget[0] -= 1
+        return True
+
+    def _by_ids(self, job_id: str, ids: list[str]) -> list[m.BatchTask]:
+        """These tasks, listed by id a group at a time (one request per _IDS_PER_LIST)."""
+        found: list[m.BatchTask] = []
+        for i in range(0, len(ids), _IDS_PER_LIST):
+            flt = " or ".join(f"id eq '{tid}'" for tid in ids[i:i + _IDS_PER_LIST])
+            found += self._list(job_id, flt)
+        return found
 
     def _list(self, job_id: str, flt: str | None) -> Iterable[m.BatchTask]:
         try:

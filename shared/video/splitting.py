@@ -10,6 +10,7 @@ presentation order.
 
 from __future__ import annotations
 
+import bisect
 import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -41,24 +42,34 @@ class Chunk:
 
 def plan_chunks(p: Probe, frames_per_chunk: int) -> tuple[str, list[Chunk]]:
     """Choose the split: ("copy", chunks at clean keyframes) when the keyframes allow chunks of
-    at most twice the target, else ("reencode", chunks of exactly ``frames_per_chunk``)."""
+    at most twice the target, else ("reencode", chunks of exactly ``frames_per_chunk``).
+
+    Both make as many chunks as the re-encode would (``shared.plan`` sizes chunks so that
+    their count fills whole waves of the pool): the copy split cuts at the keyframe nearest to
+    each of the evenly spaced boundaries, so keyframes a few frames apart neither shrink the
+    count (a ragged last wave) nor leave a runt chunk."""
     assert frames_per_chunk >= 1
     n = p.frames
     if n <= frames_per_chunk and p.cuts[:1] == [0]:
         return "copy", [Chunk(0, 0, n)]
-    starts = [0]
+    even = list(range(0, n, frames_per_chunk))
+    if len(even) > 1 and n - even[-1] < frames_per_chunk // 4:
+        even.pop()  # fold a tiny tail into the previous chunk
     if p.cuts[:1] == [0]:
-        for c in p.cuts[1:]:
-            if c - starts[-1] >= frames_per_chunk and n - c >= frames_per_chunk // 2:
+        starts = [0]
+        smallest = max(1, frames_per_chunk // 2)
+        for k in range(1, len(even)):
+            target = round(k * n / len(even))
+            i = bisect.bisect_left(p.cuts, target)
+            near = p.cuts[max(0, i - 1):i + 1]
+            c = min(near, key=lambda c: (abs(c - target), c)) if near else None
+            if c is not None and c - starts[-1] >= smallest and n - c >= smallest:
                 starts.append(c)
         bounds = [*starts, n]
         sizes = [b - a for a, b in zip(bounds, bounds[1:])]
         if max(sizes) <= 2 * frames_per_chunk:
             return "copy", [Chunk(i, a, s) for i, (a, s) in enumerate(zip(starts, sizes))]
-    starts = list(range(0, n, frames_per_chunk))
-    if len(starts) > 1 and n - starts[-1] < frames_per_chunk // 4:
-        starts.pop()  # fold a tiny tail into the previous chunk
-    bounds = [*starts, n]
+    bounds = [*even, n]
     return "reencode", [Chunk(i, a, b - a) for i, (a, b) in enumerate(zip(bounds, bounds[1:]))]
 
 

@@ -166,6 +166,7 @@ class FakeBatchService:
         self.jobs: dict[str, dict] = {}
         self.tasks: dict[str, dict[str, dict]] = {}  # job id -> task id -> task JSON
         self.requests: list[tuple[str, str, dict[str, str]]] = []  # (method, path, query)
+        self.listed_items = 0  # task entries returned by list-tasks requests, all told
         self.server_errors_on_add = 0  # next N task results of addtaskcollection: servererror
         self._outcomes: list[tuple[str, Outcome]] = []
         self._runs: dict[str, _Run] = {}
@@ -460,6 +461,7 @@ class FakeBatchService:
             if offset + size < len(picked):
                 next_token = uuid.uuid4().hex
                 self._cursors[next_token] = (job_id, select, flt, offset + size, size)
+            self.listed_items += len(page)
             return [_public(t, select) for t in page], next_token
 
     def get_task(self, job_id: str, task_id: str, select: list[str] | None) -> dict:

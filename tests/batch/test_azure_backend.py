@@ -30,7 +30,7 @@ from shared.batch.azure import (
     make_client,
     shell_word,
 )
-from shared.batch.base import TaskState, chunk_task_id
+from shared.batch.base import TaskSpec, TaskState, chunk_task_id
 from shared.contract import EXIT_BAD_INPUT
 from tests.batch.conftest import azure_settings, chunk_spec
 from tests.batch.fake_batch_api import FakeBatchService, Outcome, subprocess_executor, wait_for
@@ -276,16 +276,52 @@ def test_progress_comes_from_task_counts_and_running_tasks(make_backend, fake, b
     now = states(backend, job_id)
     assert fake.calls("GET", r"/taskcounts$") == counts_before + 1
     assert sum(t.state == "succeeded" for t in now.values()) == 2
-    # Nothing finished since: the next poll lists only unfinished tasks.
+    # Nothing finished since: the next poll lists only the running tasks.
     fake.wait_until(lambda: sum(fake.task_state(job_id, s.id) == "running" for s in specs) == 2,
                     what="the other two running")
-    states(backend, job_id)
-    last_list = [q for (meth, p, q) in fake.requests if meth == "GET" and p.endswith("/tasks")][-1]
-    assert last_list.get("$filter") == "state ne 'completed'"
+    lists_before = len(_task_lists(fake))
+    now = states(backend, job_id)
+    assert [q.get("$filter") for q in _task_lists(fake)[lists_before:]] == [
+        "state eq 'preparing' or state eq 'running'"]
+    assert {t.id for t in now.values() if t.state == "running"} == {s.id for s in specs[2:]}
     for s in specs[2:]:
         fake.release(job_id, s.id)
     final = wait_states(backend, job_id, {s.id: "succeeded" for s in specs})
     assert len(final) == 4
+
+
+def _task_lists(fake) -> list[dict[str, str]]:
+    return [q for (meth, p, q) in fake.requests if meth == "GET" and p.endswith("/tasks")]
+
+
+def test_watching_a_big_job_costs_what_changes_not_what_the_job_holds(make_backend, fake,
+                                                                       job_id):
+    """Polls list the running tasks and fetch the ones that completed since, by id: over a
+    job's life the task entries read are a few per task plus a few per poll, where listing
+    every task at every poll would read (polls x tasks)."""
+    n = 240
+    fake.nodes = fake.nodes[:2] + [type(fake.nodes[0])(f"tvmps_x{i}") for i in range(6)]
+    fake.time_scale = 0.5  # each task runs 0.5 s: a poll mostly sees it running
+    fake.page_size = 100
+    backend = make_backend(batch_progress_peek_tasks=0)
+    specs = [TaskSpec(id=chunk_task_id(i, 1), command=["python", "-m", "scoring"], frames=3,
+                      chunk=i) for i in range(n)]
+    backend.submit(job_id, specs)
+    listed = fake.listed_items
+    polls = 0
+    while True:
+        now = states(backend, job_id)
+        polls += 1
+        assert len(now) == n
+        if all(t.state == "succeeded" for t in now.values()):
+            break
+        assert polls < 10_000
+    read = fake.listed_items - listed
+    print(f"{n} tasks, {polls} polls: {read} task entries listed "
+          f"(every task every poll: {n * polls})")
+    # The first poll lists every task; later ones read the running tasks and the completed
+    # ones once (a slow poll on a busy machine may list the unfinished ones now and then).
+    assert read <= 6 * n + 10 * polls
 
 
 def test_failing_chunk_is_retried_then_fails_the_job_with_its_reason(make_backend, fake,

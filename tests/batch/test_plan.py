@@ -170,3 +170,29 @@ def test_plan_command_errors_and_registration(tmp_path, capsys):
     args = root.parse_args(["plan", "--frames", "100", "--size", "640x360", "--dedicated"])
     assert args.handler is plan_cmd.run and args.spot is False
     assert "default" in sub.choices["plan"].format_help()
+
+
+def test_chunk_sets_travel_as_ranges_whatever_their_size():
+    from shared.plan import chunk_ranges, expand_ranges
+
+    assert chunk_ranges([7, 0, 1, 2, 9, 8]) == [[0, 2], [7, 9]]
+    assert chunk_ranges([]) == [] and expand_ranges([]) == []
+    everything = list(range(10_000))
+    assert chunk_ranges(everything) == [[0, 9_999]]
+    assert expand_ranges(chunk_ranges(everything)) == everything
+    scattered = [3, 5, 6, 7, 100, 9_999]
+    assert expand_ranges(chunk_ranges(scattered)) == scattered
+
+
+def test_the_eta_work_left_is_the_busiest_slot_not_the_average():
+    from shared.plan import remaining_makespan
+
+    # 4 slots, two tasks running with 10 and 30 frames left, six pending of 40: the pending
+    # ones start as slots free up (0, 0, 10, 30, then 40, 40 ...), so the last ends at 80.
+    assert remaining_makespan([10, 30], [40] * 6, 4) == 80
+    # The average would say (10 + 30 + 240) / 4 = 70: a ragged last wave is slower.
+    assert remaining_makespan([], [40] * 5, 4) == 80
+    assert remaining_makespan([], [40] * 4, 4) == 40
+    # More running tasks than the slots seen so far: each keeps its own slot.
+    assert remaining_makespan([5, 5, 5], [], 1) == 5
+    assert remaining_makespan([], [], 3) == 0

@@ -384,3 +384,19 @@ def test_every_skipped_scanner_check_says_why():
         for m in re.finditer(r"checkov:skip=([A-Z0-9_]+)(:?)(.*)", raw):
             assert m.group(2) == ":" and len(m.group(3).strip()) > 20, \
                 f"{path.relative_to(REPO)}: {m.group(1)} skipped without a reason"
+
+
+def test_storage_cors_lets_only_the_apps_own_page_upload_and_read():
+    """The web page puts blocks straight to storage and reads results across origins: CORS on
+    the data account allows the Function app's own https origin, no wildcard, and only the
+    methods the page uses (the SAS still decides what each request may do)."""
+    storage = read("infra/modules/storage.bicep")
+    (blob_service,) = resources(storage, "Microsoft.Storage/storageAccounts/blobServices")
+    cors = block(blob_service.body, "cors")
+    assert "allowedOrigins: webOrigins" in cors and "'*'" not in cors.replace("['*']", "")
+    methods = re.findall(r"'(\w+)'", block(cors, "allowedMethods"))
+    assert sorted(methods) == ["GET", "HEAD", "OPTIONS", "PUT"]  # no DELETE, POST or MERGE
+    (mod,) = [m for m in modules(MAIN) if m.symbol == "storage"]
+    assert value(mod.body, "webOrigins") == "['https://${functionAppName}.azurewebsites.net']"
+    (app,) = [m for m in modules(MAIN) if m.symbol == "functionApp"]
+    assert value(block(app.body, "params"), "name") == "functionAppName"  # that origin's app
