@@ -51,7 +51,15 @@ def probe(payload: Payload) -> Payload:
 @bp.activity_trigger(input_name="payload", activity="split")
 @redact_errors
 def split(payload: Payload) -> Payload:
-    return _traced("split", payload, lambda r: pipeline.split_job(_ctx(), r))
+    return _traced("split", payload, lambda r: pipeline.split_job(
+        _ctx(), r, int(payload.get("attempt", 1))))
+
+
+@bp.activity_trigger(input_name="payload", activity="split_state")
+@redact_errors
+def split_state(payload: Payload) -> Payload:
+    return _traced("split_state", payload, lambda r: pipeline.split_state(
+        _ctx(), r, int(payload["attempt"])))
 
 
 @bp.activity_trigger(input_name="payload", activity="model_exists")

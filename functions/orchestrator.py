@@ -1,4 +1,5 @@
-"""The `video_pipeline` orchestrator: probe → split → (train) → score on Batch → stitch → cleanup.
+"""The `video_pipeline` orchestrator: probe → split on Batch → (train) → score on Batch → stitch
+→ cleanup.
 
 A pure generator: no I/O, no clocks but ``context.current_utc_datetime``, no randomness, no
 settings read at replay time (everything it needs is in its input). Progress is published as
@@ -163,10 +164,16 @@ def video_pipeline(context: df.DurableOrchestrationContext):
         if lg["stage"] == "split":
             _stage(job, "split")
             job.publish("splitting")
-            result = job.expect_ok((yield from job.call("split")))
+            lg["split_attempt"] = 1
+            result = job.expect_ok((yield from job.call("split", attempt=1)))
             # The chunks themselves stay in work/<job>/chunks.json; the ledger keeps a count.
-            lg.update(chunks=int(result["chunks"]), split_mode=result["mode"], retried={},
-                      failed=0, frames_done=0, stage="submit")
+            lg.update(chunks=int(result["chunks"]), split_mode=result["mode"],
+                      stage="split_wait")
+        if lg["stage"] == "split_wait":
+            done = yield from _monitor_split(job)
+            if not done:
+                return None  # continued as new
+            lg.update(retried={}, failed=0, frames_done=0, stage="submit")
             if job.req.model == "fast":
                 exists = yield from job.call("model_exists")
                 lg["train_attempt"] = 0 if exists["exists"] else 1
@@ -360,6 +367,37 @@ def _note_backend_retries(job: Job, total: int, reasons: list[list[Any]]) -> Non
             _note_retry(job, int(chunk), reason or "retried by the Batch node", "backend")
     # A backend that forgot its tasks (a local pool that died) starts counting again.
     job.ledger["backend_retries_seen"] = total
+
+
+def _monitor_split(job: Job) -> Generator[Any, Any, bool]:
+    """Poll the split task (it cuts the chunks on the pool); retry it a bounded number of
+    times, resubmit it when the Batch service does not know it."""
+    lg = job.ledger
+    rounds = 0
+    total = max(1, int(lg["probe"]["frames"]))
+    while True:
+        attempt = int(lg["split_attempt"])
+        s = yield from job.call("split_state", attempt=attempt)
+        if s["state"] == "succeeded":
+            return True
+        if s["state"] == "missing":
+            job.expect_ok((yield from job.call("split", attempt=attempt)))
+        elif s["state"] == "failed":
+            reason = s.get("error") or f"exit code {s.get('exit_code')}"
+            if s.get("bad_input"):
+                raise JobFailed(reason)
+            if attempt >= job.max_attempts:
+                raise JobFailed(f"splitting the video failed {attempt} times; last error: "
+                                f"{reason}")
+            lg["split_attempt"] = attempt + 1
+            job.expect_ok((yield from job.call("split", attempt=attempt + 1)))
+        job.publish("splitting",
+                    stage_percent=min(100.0, 100.0 * int(s.get("frames_done", 0)) / total))
+        rounds += 1
+        if rounds >= job.rounds_per_generation:
+            _continue(job)
+            return False
+        yield job.context.create_timer(_now(job.context) + job.poll)
 
 
 def _monitor_training(job: Job) -> Generator[Any, Any, bool]:

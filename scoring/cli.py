@@ -3,6 +3,8 @@
     python -m scoring stylize --input IN.mkv --output OUT.mkv --style swirl.jpg --model gatys
     python -m scoring train --style swirl.jpg --content clip.mp4 --output swirl.pt
     python -m scoring flicker OUT.mkv
+    python -m scoring split --input clip.mp4 --probe probe.json --chunks chunks.json \
+        --out-dir chunks
 
 The command lines, exit codes and events are the app's contract with the nodes
 (``shared/contract.py``): 0 success, 2 bad input (do not retry), anything else retryable;
@@ -21,10 +23,12 @@ from scoring.images import BadInputError
 from scoring.stylize import StylizeConfig
 from shared.contract import (
     EVENT_DONE,
+    EVENT_FRAME,
     EXIT_BAD_INPUT,
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_RETRY,
+    add_split_arguments,
     add_stylize_arguments,
 )
 from shared.video import VideoError
@@ -68,7 +72,36 @@ def _parser() -> argparse.ArgumentParser:
     fl.add_argument("--max-frames", type=int, default=0, help="0 = all frames")
     fl.add_argument("--source", default=None,
                     help="the video it was made from: motion is measured on it (recommended)")
+    sp = sub.add_parser("split", formatter_class=fmt,
+                        help="cut a video into its planned chunks (the split task)",
+                        description="Cut the video stream of INPUT into one Matroska file per "
+                                    "planned chunk, OUT_DIR/<index:05d>.mkv, by stream copy or "
+                                    "re-encode as the plan says; every frame keeps its "
+                                    "timestamp.")
+    add_split_arguments(sp)
     return ap
+
+
+def _run_split(args: argparse.Namespace) -> dict:
+    import json
+
+    from shared.video import Chunk, Probe, split
+
+    with open(args.probe) as fh:
+        probe = Probe.from_json(json.load(fh))
+    with open(args.chunks) as fh:
+        plan = json.load(fh)
+    chunks = [Chunk(**c) for c in plan["chunks"]]
+
+    def done(index: int, _path: object) -> None:
+        # Progress in frames, as the backends count it (the last frame of the chunk).
+        last = chunks[index]
+        emit(EVENT_FRAME, index=last.start + last.frames - 1, chunk=index)
+
+    t0 = time.perf_counter()
+    paths = split(args.input, probe, chunks, plan["mode"], args.out_dir, on_chunk=done)
+    return {"chunks": len(paths), "frames": probe.frames, "mode": plan["mode"],
+            "seconds": round(time.perf_counter() - t0, 3)}
 
 
 def _run_stylize(args: argparse.Namespace) -> dict:
@@ -99,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "stylize":
             summary = _run_stylize(args)
+        elif args.command == "split":
+            summary = _run_split(args)
         elif args.command == "train":
             from scoring.train import run_train_args
 

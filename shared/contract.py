@@ -2,10 +2,11 @@
 
 What the app tells a node, and what a node tells back:
 
-- **task command lines**: ``python -m scoring stylize …`` (one chunk) and ``python -m scoring
-  train …`` (a fast model), built here (``StylizeTask.argv``, ``TrainTask.argv``) for
+- **task command lines**: ``python -m scoring stylize …`` (one chunk), ``python -m scoring
+  train …`` (a fast model) and ``python -m scoring split …`` (the input cut into its chunks),
+  built here (``StylizeTask.argv``, ``TrainTask.argv``, ``SplitTask.argv``) for
   ``shared/pipeline.py`` and parsed by ``scoring/cli.py`` with the options declared here
-  (``add_stylize_arguments``);
+  (``add_stylize_arguments``, ``add_split_arguments``);
 - **exit codes**: 0 success, 2 bad input (never retried), anything else retryable;
 - **events**: the JSON lines a task writes (progress on stdout, a last ``error`` line on
   stderr), their names, their format (``event_line``) and the one reader of them that both
@@ -225,6 +226,36 @@ class TrainTask:
         if self.threads:
             argv += ["--threads", str(self.threads)]
         return argv
+
+
+@dataclass(frozen=True)
+class SplitTask:
+    """``python -m scoring split``: cut the input into its planned chunks, one pass (see
+    ``add_split_arguments``). Progress: a ``frame`` event per finished chunk, its last frame's
+    index."""
+
+    input: str
+    probe: str = "probe.json"  # the job's probe (per-frame timestamps): shared.video.Probe
+    chunks: str = "chunks.json"  # the plan: {"mode": "copy"|"reencode", "chunks": [...]}
+    out_dir: str = "chunks"
+
+    def argv(self) -> list[str]:
+        return [*SCORING_COMMAND, "split", "--input", self.input, "--probe", self.probe,
+                "--chunks", self.chunks, "--out-dir", self.out_dir]
+
+    def chunk_file(self, index: int) -> str:
+        """Where the task writes chunk ``index`` (relative to its working directory)."""
+        return f"{self.out_dir}/{index:05d}.mkv"
+
+
+def add_split_arguments(ap: argparse.ArgumentParser) -> None:
+    """The options of ``python -m scoring split`` (``SplitTask``)."""
+    ap.add_argument("--input", required=True, help="the uploaded video")
+    ap.add_argument("--probe", required=True, help="its probe (JSON, per-frame timestamps)")
+    ap.add_argument("--chunks", required=True,
+                    help='the plan (JSON: {"mode": "copy"|"reencode", "chunks": [...]})')
+    ap.add_argument("--out-dir", required=True,
+                    help="where the chunk files go (<index:05d>.mkv)")
 
 
 def with_threads(argv: list[str], threads: int) -> list[str]:

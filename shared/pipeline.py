@@ -36,9 +36,10 @@ from shared.batch import (
     TaskSpec,
     chunk_task_id,
     get_backend,
+    split_task_id,
     train_task_id,
 )
-from shared.contract import StylizeTask, TrainTask
+from shared.contract import SplitTask, StylizeTask, TrainTask
 from shared.jobs import (
     INCOMING,
     MAX_TIMELINE_ROWS,
@@ -57,7 +58,7 @@ from shared.jobs import (
 )
 from shared.redact import redact
 from shared.settings import Settings
-from shared.storage import BlobStore, get_store
+from shared.storage import BlobStore, BlockWriter, get_store
 from shared.video import (
     Chunk,
     Probe,
@@ -66,7 +67,6 @@ from shared.video import (
     output_format,
     plan_chunks,
     probe,
-    split,
     stitch,
 )
 
@@ -186,48 +186,62 @@ def job_chunk_frames(ctx: Context, p: Probe, req: JobRequest) -> int:
                                  explicit=req.options.get("frames_per_chunk"))
 
 
-def split_job(ctx: Context, req: JobRequest) -> dict[str, Any]:
-    """Cut the input into chunks in work/<job>/chunks/, uploading each as soon as it is cut."""
+def split_job(ctx: Context, req: JobRequest, attempt: int = 1) -> dict[str, Any]:
+    """Plan the chunks (work/<job>/chunks.json) and submit the split task that cuts them on the
+    pool. Bounded whatever the video's length: the cut itself runs as Batch work."""
+    changed = input_changed(ctx, req)
+    if changed:
+        return _bad(changed)
     p = load_probe(ctx, req.job_id)
     mode, chunks = plan_chunks(p, job_chunk_frames(ctx, p, req))
-    started = time.monotonic()
-
-    def upload(index: int, path: Path) -> None:
-        ctx.store.upload_file(WORK, chunk_blob(req.job_id, index), path)
-        path.unlink()  # keep the local disk small: one or two chunks at a time
-        _check_not_cancelled(ctx, req.job_id)
-
-    with tempfile.TemporaryDirectory(prefix="split-") as tmp:
-        try:
-            split(_input(ctx, req), p, chunks, mode, tmp, on_chunk=upload)
-        except _Cancelled:
-            return _split_cancelled(ctx, req)
-        except Exception as exc:
-            return _failed_reading_input(ctx, req, exc)
     save_chunks(ctx, req.job_id, mode, chunks)
-    try:
-        _check_not_cancelled(ctx, req.job_id)
-    except _Cancelled:
-        return _split_cancelled(ctx, req)
-    return {"ok": True, "mode": mode, "chunks": len(chunks),
-            "seconds": round(time.monotonic() - started, 2)}
+    ctx.backend.submit(req.job_id, [split_task(req, ctx.settings, chunks, attempt)])
+    return {"ok": True, "mode": mode, "chunks": len(chunks)}
 
 
-class _Cancelled(Exception):
-    """work/<job>/ was deleted under a running activity: the job was cancelled."""
+def split_task(req: JobRequest, settings: Settings, chunks: list[Chunk],
+               attempt: int) -> TaskSpec:
+    """The Batch task that cuts the input into its chunks (``python -m scoring split``): one
+    pass over the video on a node, each chunk uploaded to work/<job>/chunks/."""
+    task_id = split_task_id(attempt)
+    _, ext = split_ext(req.blob)
+    task = SplitTask(input=f"input.{ext}" if ext.isascii() and ext.isalnum() else "input")
+    command = task.argv()
+    resources = [ResourceFile(BlobRef(INCOMING, req.blob), task.input),
+                 ResourceFile(BlobRef(WORK, _probe_blob(req.job_id)), task.probe),
+                 ResourceFile(BlobRef(WORK, _chunks_blob(req.job_id)), task.chunks)]
+    outputs = [OutputFile(task.chunk_file(c.index), BlobRef(WORK, chunk_blob(req.job_id,
+                                                                              c.index)))
+               for c in chunks]
+    return TaskSpec(
+        id=task_id, command=command, resource_files=resources,
+        output_files=[*outputs, *_log_files(req.job_id, task_id)],
+        kind="split", frames=sum(c.frames for c in chunks),
+        max_wall_s=settings.task_max_wall_s, max_retries=settings.task_max_retries)
 
 
-def _check_not_cancelled(ctx: Context, job_id: str) -> None:
-    """A cancel cannot stop a running activity, but it deletes work/<job>/ — probe.json, which
-    every later step needs, included. An activity that writes there looks after each write."""
-    if not ctx.store.exists(WORK, _probe_blob(job_id)):
-        raise _Cancelled(job_id)
+def split_state(ctx: Context, req: JobRequest, attempt: int) -> dict[str, Any]:
+    """Where the split task stands: ``state`` (pending, running, succeeded, failed, or
+    missing when the backend does not know it), ``frames_done``, and a failure's reason.
+
+    A split that read a replaced input (the task downloads the blob by name) fails here,
+    with that reason, before any chunk is scored."""
+    t = next((t for t in ctx.backend.task_states(req.job_id)
+              if t.id == split_task_id(attempt)), None)
+    if t is None:
+        return {"state": "missing", "frames_done": 0}
+    result = {"state": t.state, "frames_done": t.frames_done, "exit_code": t.exit_code,
+              "bad_input": t.bad_input, "error": _short(t.error)}
+    changed = input_changed(ctx, req) if t.state == "succeeded" else None
+    if changed:
+        result.update(state="failed", bad_input=True, error=changed)
+    return result
 
 
-def _split_cancelled(ctx: Context, req: JobRequest) -> dict[str, Any]:
-    # Whatever this split uploaded after the cancel's delete goes too.
-    ctx.store.delete_prefix(WORK, work_prefix(req.job_id))
-    return _bad("the job was cancelled while its video was being split")
+def _log_files(job_id: str, task_id: str) -> list[OutputFile]:
+    """A task's stdout and stderr, kept in work/<job>/logs/ whatever the outcome."""
+    return [OutputFile(f"{stream}.txt", BlobRef(WORK, _log_blob(job_id, task_id, stream)),
+                       "always") for stream in ("stdout", "stderr")]
 
 
 def save_chunks(ctx: Context, job_id: str, mode: str, chunks: list[Chunk]) -> None:
@@ -291,10 +305,7 @@ def chunk_task(req: JobRequest, settings: Settings, chunk: Chunk, attempt: int,
         id=task_id, command=command, resource_files=resources,
         output_files=[
             OutputFile("out.mkv", BlobRef(WORK, stylized_blob(req.job_id, chunk.index))),
-            OutputFile("stdout.txt", BlobRef(WORK, _log_blob(req.job_id, task_id, "stdout")),
-                       "always"),
-            OutputFile("stderr.txt", BlobRef(WORK, _log_blob(req.job_id, task_id, "stderr")),
-                       "always"),
+            *_log_files(req.job_id, task_id),
         ],
         kind="chunk", chunk=chunk.index, frames=chunk.frames,
         max_wall_s=settings.task_max_wall_s, max_retries=settings.task_max_retries)
@@ -319,10 +330,7 @@ def train_task(req: JobRequest, settings: Settings, chunks: list[Chunk], attempt
         id=task_id, command=command, resource_files=resources,
         output_files=[
             OutputFile("model.pt", BlobRef(MODELS, model_blob(req.style))),
-            OutputFile("stdout.txt", BlobRef(WORK, _log_blob(req.job_id, task_id, "stdout")),
-                       "always"),
-            OutputFile("stderr.txt", BlobRef(WORK, _log_blob(req.job_id, task_id, "stderr")),
-                       "always"),
+            *_log_files(req.job_id, task_id),
         ],
         kind="train", max_wall_s=settings.task_max_wall_s, max_retries=settings.task_max_retries)
 
@@ -468,18 +476,25 @@ def _short(text: str | None, limit: int = 300) -> str | None:
 
 
 def stitch_job(ctx: Context, req: JobRequest) -> dict[str, Any]:
-    """Join the stylized chunks with the original's audio into outgoing/, plus a preview."""
+    """Join the stylized chunks with the original's other streams into outgoing/, plus a
+    preview. The output streams into the blob's staged blocks as it is muxed (a few blocks of
+    memory and local disk, whatever its length); it is committed last, once whole."""
     p = load_probe(ctx, req.job_id)
     chunks = load_chunks(ctx, req.job_id)
     sources = [ctx.store.source(WORK, stylized_blob(req.job_id, c.index)) for c in chunks]
     _, ext = split_ext(req.output)
     started = time.monotonic()
+    taken = _result_taken(ctx, req, req.output)
+    if taken:  # before the work: a name another job holds stays refused
+        return _bad(taken)
+    writer = ctx.store.block_writer(OUTGOING, req.output)
     with tempfile.TemporaryDirectory(prefix="stitch-") as tmp:
-        out = Path(tmp) / f"out.{ext}"
         try:
-            result = stitch(_input(ctx, req), p, chunks, sources, out, output_format(ext))
+            result = stitch(_input(ctx, req), p, chunks, sources, Path(tmp) / f"out.{ext}",
+                            output_format(ext), sink=writer)
         except Exception as exc:
             return _failed_reading_input(ctx, req, exc)
+        writer.seal(result.blocks)
         middle = chunks[len(chunks) // 2]
         preview = Path(tmp) / "preview.jpg"
         make_preview(ctx.store.source(WORK, chunk_blob(req.job_id, middle.index)),
@@ -488,44 +503,61 @@ def stitch_job(ctx: Context, req: JobRequest) -> dict[str, Any]:
         meta = {"job": req.job_id, "source": metadata_value(f"{INCOMING}/{req.blob}"),
                 "style": req.style, "model": req.model}
         # The preview first: the video's appearance in outgoing/ means the job is complete.
-        for name, path, content_type in (
+        for name, what, content_type in (
                 (req.preview, preview, "image/jpeg"),
-                (req.output, out, f"video/{'x-matroska' if ext == 'mkv' else ext}")):
-            taken = write_result(ctx, req, name, path, meta, content_type)
+                (req.output, writer, f"video/{'x-matroska' if ext == 'mkv' else ext}")):
+            taken = write_result(ctx, req, name, what, meta, content_type)
             if taken:
                 return _bad(taken)
     return {"ok": True, "output": f"{OUTGOING}/{req.output}",
             "preview": f"{OUTGOING}/{req.preview}",
             "frames": result.frames, "size_bytes": result.size_bytes,
-            "streams_dropped": result.streams_dropped,
+            "streams_dropped": result.streams_dropped, "blocks": result.blocks,
+            "peak_disk_bytes": result.peak_disk_bytes,
             "seconds": round(time.monotonic() - started, 2)}
 
 
-def write_result(ctx: Context, req: JobRequest, name: str, path: Path, meta: dict[str, str],
-                  content_type: str) -> str | None:
-    """Upload one result to outgoing/ without ever replacing another job's blob: create it
-    only if the name is free (If-None-Match), or replace it only if this job wrote it (a
-    retried stitch) and only that version (If-Match). Returns why not, or None when written."""
-    try:
-        ctx.store.upload_file(OUTGOING, name, path, metadata=meta, content_type=content_type,
-                              overwrite=False)
-        return None
-    except ResourceExistsError:
-        pass
+def _result_taken(ctx: Context, req: JobRequest, name: str) -> str | None:
+    """Why ``name`` in outgoing/ is not this job's to write, or None."""
     info = ctx.store.info(OUTGOING, name)
     owner = info.metadata.get("job") if info else None
     if info is not None and owner != req.job_id:
         return (f"{OUTGOING}/{name} already exists and belongs to "
                 f"{'job ' + owner if owner else 'another writer'}; it was left as it is")
+    return None
+
+
+def write_result(ctx: Context, req: JobRequest, name: str, what: Path | BlockWriter,
+                 meta: dict[str, str], content_type: str) -> str | None:
+    """Write one result to outgoing/ without ever replacing another job's blob: create it
+    only if the name is free (If-None-Match), or replace it only if this job wrote it (a
+    retried stitch) and only that version (If-Match). ``what`` is a local file, or staged
+    blocks to commit. Returns why not, or None when written."""
+
+    def put(**condition: Any) -> None:
+        if isinstance(what, BlockWriter):
+            what.commit(meta, content_type, **condition)
+        else:
+            ctx.store.upload_file(OUTGOING, name, what, metadata=meta,
+                                  content_type=content_type, **condition)
+
     try:
-        ctx.store.upload_file(OUTGOING, name, path, metadata=meta, content_type=content_type,
-                              overwrite=info is not None, if_etag=info.etag if info else None)
+        put(overwrite=False)
+        return None
+    except ResourceExistsError:
+        pass
+    info = ctx.store.info(OUTGOING, name)
+    taken = _result_taken(ctx, req, name)
+    if taken:
+        return taken
+    try:
+        put(overwrite=info is not None, if_etag=info.etag if info else None)
     except (ResourceExistsError, ResourceModifiedError):
         return f"{OUTGOING}/{name} was written by someone else meanwhile; it was left as it is"
     return None
 
 
-_TASK_ID = re.compile(r"^(?:chunk-(\d+)-a(\d+)|train-a(\d+))$")
+_TASK_ID = re.compile(r"^(?:chunk-(\d+)-a(\d+)|(train|split)-a(\d+))$")
 
 
 def task_report(ctx: Context, req: JobRequest) -> list[dict[str, Any]]:
@@ -543,8 +575,8 @@ def task_report(ctx: Context, req: JobRequest) -> list[dict[str, Any]]:
         if not m:
             continue
         chunk = int(m.group(1)) if m.group(1) else None
-        report.append({"id": t.id, "stage": "train" if chunk is None else "score",
-                       "chunk": chunk, "attempt": int(m.group(2) or m.group(3)),
+        report.append({"id": t.id, "stage": m.group(3) or "score",
+                       "chunk": chunk, "attempt": int(m.group(2) or m.group(4)),
                        "state": t.state, "created": t.created, "started": t.started,
                        "ended": t.ended, "node": t.node,
                        "frames": frames.get(chunk) if chunk is not None else None})

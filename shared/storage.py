@@ -12,6 +12,7 @@ holding a whole video in memory.
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import logging
@@ -25,7 +26,11 @@ from pathlib import Path
 from typing import Any
 
 from azure.core import MatchConditions
-from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.core.exceptions import (
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+)
 from azure.storage.blob import (
     BlobSasPermissions,
     BlobServiceClient,
@@ -117,6 +122,10 @@ class BlobStore:
             self.blob(container, name).upload_blob(
                 fh, overwrite=overwrite or bool(condition), metadata=metadata,
                 content_settings=settings, max_concurrency=4, **condition)
+
+    def block_writer(self, container: str, name: str) -> BlockWriter:
+        """A blob written block by block (each staged as it is ready, then committed whole)."""
+        return BlockWriter(self.blob(container, name))
 
     def download_file(self, container: str, name: str, path: str | os.PathLike) -> int:
         """Stream a blob to ``path`` (written atomically). Returns its size."""
@@ -284,6 +293,48 @@ class BlobReader(io.RawIOBase):
         view[:len(data)] = data
         self._pos += len(data)
         return len(data)
+
+
+class BlockWriter:
+    """Stages numbered blocks of one block blob (in any order, each once or again with the
+    same content), then commits them: the blob appears whole or not at all, and memory holds
+    one block at a time. Uncommitted blocks are invisible and expire on their own."""
+
+    def __init__(self, blob: Any):
+        self._blob = blob
+        self.count = 0  # how many blocks: 0..count-1
+
+    @staticmethod
+    def block_id(index: int) -> str:
+        # Ids of one length, as the service requires; deterministic, so a retry restages.
+        return base64.b64encode(f"{index:08d}".encode()).decode()
+
+    def stage(self, index: int, data: bytes) -> None:
+        self._blob.stage_block(self.block_id(index), data, length=len(data))
+        self.count = max(self.count, index + 1)
+
+    def seal(self, count: int) -> None:
+        """The blob is blocks ``0..count-1`` (a writer that started over may have staged more)."""
+        self.count = count
+
+    def commit(self, metadata: dict[str, str] | None = None, content_type: str | None = None,
+               *, overwrite: bool = True, if_etag: str | None = None) -> None:
+        """Commit blocks ``0..count-1``. ``overwrite=False`` commits only if no blob has the
+        name (raises ResourceExistsError otherwise); ``if_etag`` replaces only that version."""
+        from azure.storage.blob import BlobBlock, ContentSettings
+
+        condition = _if_match(if_etag)
+        if not overwrite and not condition:
+            condition = {"match_condition": MatchConditions.IfMissing}  # If-None-Match: *
+        try:
+            self._blob.commit_block_list(
+                [BlobBlock(self.block_id(i)) for i in range(self.count)], metadata=metadata,
+                content_settings=ContentSettings(content_type=content_type)
+                if content_type else None, **condition)
+        except ResourceModifiedError:
+            if condition.get("match_condition") is MatchConditions.IfMissing:
+                raise ResourceExistsError("the blob exists") from None
+            raise
 
 
 @dataclass(frozen=True)

@@ -45,7 +45,8 @@ log = logging.getLogger(__name__)
 SCOPE = "stylebatch"
 
 # Which stage each activity belongs to (``train`` when it acts on the training task).
-ACTIVITY_STAGE = {"probe": "probe", "split": "split", "model_exists": "split",
+ACTIVITY_STAGE = {"probe": "probe", "split": "split", "split_state": "split",
+                  "model_exists": "split",
                   "submit": "score", "progress": "score", "stitch": "stitch",
                   "cleanup": "cleanup"}
 STAGES = ("probe", "split", "train", "score", "stitch", "cleanup")

@@ -12,6 +12,7 @@ from shared.contract import (
     LIMITS,
     SCORING,
     SCORING_COMMAND,
+    SplitTask,
     StylizeTask,
     TrainTask,
     error_reason,
@@ -76,6 +77,18 @@ def test_a_training_command_line_parses_back():
     got = _parsed(task.argv())
     assert (got["style"], got["output"], got["content"], got["steps"], got["log_every"]) == \
         ("style.png", "model.pt", ["a.mkv", "b.mkv"], 9, 1)
+
+
+def test_a_split_command_line_parses_back_and_names_its_chunk_files():
+    task = SplitTask(input="input.mp4")
+    got = _parsed(task.argv())
+    assert (got["command"], got["input"], got["probe"], got["chunks"], got["out_dir"]) == \
+        ("split", "input.mp4", "probe.json", "chunks.json", "chunks")
+    assert task.chunk_file(7) == "chunks/00007.mkv"  # what the pipeline uploads to chunk 7
+    # Its progress is frames cut: a frame event per finished chunk, the chunk's last frame.
+    events = b'{"event": "frame", "index": 249, "chunk": 0}\n' \
+             b'{"event": "frame", "index": 499, "chunk": 1}\n'
+    assert read_progress(events)[0] == 500
 
 
 def test_threads_are_added_to_scoring_commands_only_once():

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import urllib.parse
 
 import pytest
@@ -173,7 +174,17 @@ def _probe_and_split(harness: Harness, name: str):
     for step in (pipeline.probe_job, pipeline.split_job):
         result = step(ctx, req)
         assert result["ok"], result
+    _wait_split(ctx, req)
     return ctx, req
+
+
+def _wait_split(ctx, req, timeout: float = 120) -> None:
+    """The split runs as a Batch task: wait for it as the orchestrator does."""
+    deadline = time.monotonic() + timeout
+    while (state := pipeline.split_state(ctx, req, 1))["state"] != "succeeded":
+        assert state["state"] != "failed", state
+        assert time.monotonic() < deadline, "the split task did not finish"
+        time.sleep(0.2)
 
 
 def _pretend_scored(ctx, req) -> None:

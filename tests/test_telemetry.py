@@ -72,7 +72,9 @@ def test_one_job_is_one_trace_covering_every_stage_activity_and_chunk_task(
         assert runs, activity
         assert {by_id[s.parent.span_id].name for s in runs} == {f"stage {stage}"}
 
-    tasks = sorted((s for s in spans if s.name.startswith("task ")), key=lambda s: s.name)
+    (split_task,) = [s for s in spans if s.name.startswith("task split-")]
+    assert by_id[split_task.parent.span_id].name == "stage split"  # the cut ran on the pool
+    tasks = sorted((s for s in spans if s.name.startswith("task chunk-")), key=lambda s: s.name)
     assert [s.attributes["chunk"] for s in tasks] == [0, 1, 2]  # 40 frames in chunks of 16
     assert [s.attributes["frames"] for s in tasks] == [16, 16, 8]
     for s in tasks:

