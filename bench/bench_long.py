@@ -88,7 +88,7 @@ def run_case(clip: Path, max_side: int, chunk_frames: int, slots: int) -> dict[s
             if _name == "stitch_job":
                 stitch_result.update(result)
             if _name == "split_job":
-                split_result.update(mode=result.get("mode"), chunks=len(result.get("chunks", [])))
+                split_result.update(mode=result.get("mode"), chunks=result.get("chunks"))
             return result
 
         setattr(pipeline, name, timed)

@@ -510,7 +510,8 @@ class DurableHost:
                          "Result": returned.value if returned else "null"}
         except Exception as exc:
             if not self._stop.is_set():  # failures of abandoned activities are noise
-                log.warning("activity %s failed: %s", name, exc)
+                log.warning("activity %s failed: %s", name, exc,
+                            exc_info=log.isEnabledFor(logging.DEBUG))
             event = {"EventType": Event.TASK_FAILED, "TaskScheduledId": task_id,
                      "Reason": f"{type(exc).__name__}: {exc}",
                      "Details": traceback.format_exc(limit=8)}
