@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -178,3 +179,19 @@ def make_harness(azurite: Azurite) -> Iterator[Any]:
 
 
 __all__ = ["BBB", "BIKES", "Harness", "ffmpeg", "framemd5", "framemd5_header"]
+
+
+@pytest.fixture
+def held(monkeypatch):
+    """Jobs stay in `probing` until released: they are unfinished while the test looks."""
+    from shared import pipeline
+
+    release = threading.Event()
+
+    def probe(ctx, req):
+        release.wait(60)
+        return {"ok": False, "error": "released by the test"}
+
+    monkeypatch.setattr(pipeline, "probe_job", probe)
+    yield release
+    release.set()

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
 import urllib.error
 import urllib.request
 
@@ -59,22 +58,6 @@ def test_locally_requests_without_a_principal_run_as_the_local_identity():
 
 
 # --- through the local host ---------------------------------------------------------------------
-
-@pytest.fixture
-def held(monkeypatch):
-    """Jobs stay in `probing` until released: they are unfinished while the test looks."""
-    from shared import pipeline
-
-    release = threading.Event()
-
-    def probe(ctx, req):
-        release.wait(60)
-        return {"ok": False, "error": "released by the test"}
-
-    monkeypatch.setattr(pipeline, "probe_job", probe)
-    yield release
-    release.set()
-
 
 def _call(h, method, path, who=None, body=None):
     resp = h.functions.http(method, path, body, headers=who)

@@ -198,22 +198,6 @@ def test_a_new_style_image_gets_a_url_for_its_own_new_name_only(store):
         web.issue_style_upload(store, {"kind": "style", "name": "style.gif"})
 
 
-@pytest.fixture
-def held(monkeypatch):
-    """Jobs stay in `probing` until released: unfinished while the test looks at them."""
-    from shared import pipeline
-
-    release = threading.Event()
-
-    def probe(ctx, req):
-        release.wait(60)
-        return {"ok": False, "error": "released by the test"}
-
-    monkeypatch.setattr(pipeline, "probe_job", probe)
-    yield release
-    release.set()
-
-
 def _call(h, method, path, who, body=None, params=None):
     resp = h.functions.http(method, path, body, params=params, headers=who)
     return resp.status_code, json.loads(resp.get_body() or b"null")
