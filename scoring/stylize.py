@@ -10,7 +10,9 @@ not this one's. So a chunk that has a successor (``lead_out_frames``) also runs 
 copy of the model and temporal stage over its last frames — exactly what the successor's lead-in
 computes on the same frames — and cross-fades its output into that copy's, reaching it on its
 last frame; the successor carries on from there. Only the chunk's own frames are written, with
-its own timestamps.
+its own timestamps. The successor's encode opens on a keyframe coded independently of this
+chunk's last frame, so those last frames are encoded finer (``ScoringDefaults.seam_frames``):
+the pair across the seam then differs by little more than any other pair.
 
 Pipelined producer/consumer: a reader thread decodes (ffmpeg) into a bounded queue, the main
 thread runs the model on batches (on the GPU when there is one: pinned host memory, autocast,
@@ -296,8 +298,11 @@ def stylize(cfg: StylizeConfig) -> dict:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp_encoded = out.with_name(f".{out.name}.{os.getpid()}.enc.mkv")
     part = Path(f"{out}.part{out.suffix}")  # restamp's temp file
+    # A successor's first frame is a keyframe of its own encode: code the frames before it finer
+    seam_from = max(0, info.frames - SCORING.seam_frames) \
+        if cfg.lead_out_frames > 0 and info.frames else -1
     opts = EncodeOptions(codec=cfg.codec, crf=cfg.crf, preset=cfg.preset, pix_fmt=cfg.pix_fmt,
-                         threads=0 if cuda else cpu_threads(cfg.threads))
+                         threads=0 if cuda else cpu_threads(cfg.threads), seam_from=seam_from)
     reader = FrameReader(cfg.input, info, threads=0 if cuda else cpu_threads(cfg.threads))
     writer = FrameWriter(tmp_encoded, info.width, info.height, info.frame_rate, opts)
     failed = threading.Event()

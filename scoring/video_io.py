@@ -5,7 +5,8 @@ over pipes, so memory stays flat whatever the chunk's length:
 
 - decode: ``-noautorotate`` (frames stay in coded orientation; the stitch carries rotation as
   metadata) and ``-fps_mode passthrough`` (no frame dropped or duplicated), rgb24 out;
-- encode: rgb24 in, the requested codec/crf/preset/pix_fmt out. The encoder's timestamps do not
+- encode: rgb24 in, the requested codec/crf/preset/pix_fmt out (x264: optionally the last
+  frames finer, where the next chunk's keyframe follows). The encoder's timestamps do not
   matter: the chunk task restamps the result with the input's (``shared.video.restamp``).
 
     python -m scoring.video_io info clip.mkv
@@ -25,6 +26,9 @@ import numpy as np
 
 from shared.contract import SCORING
 from shared.video import VideoError, ffmpeg_exe, probe
+
+# An x264 zone's end frame past any chunk's length: "to the end of the encode".
+_LAST_FRAME = 10**9
 
 # 4:2:0 / 4:2:2 formats need even sizes with x264/x265/nvenc; odd sizes fall back to 4:4:4.
 _SUBSAMPLED = ("yuv420", "yuvj420", "nv12", "yuv422", "yuvj422", "nv16")
@@ -134,6 +138,10 @@ class EncodeOptions:
     preset: str = SCORING.preset
     pix_fmt: str = SCORING.pix_fmt
     threads: int = 0  # encoder threads, 0 = ffmpeg decides
+    # x264 only: frames [seam_from, end) are coded at seam_quality x the bit rate (the chunk's
+    # last frames before a successor's keyframe; see ScoringDefaults.seam_frames); -1 = none
+    seam_from: int = -1
+    seam_quality: float = SCORING.seam_quality
 
 
 # Whether this node's ffmpeg can use NVENC does not change while a task runs; asking costs an
@@ -181,6 +189,9 @@ class FrameWriter:
             preset = "medium" if opts.preset[:1] == "p" and opts.preset[1:].isdigit() \
                 else opts.preset
             quality = ["-crf", str(opts.crf), "-preset", preset]
+            if self.codec == "libx264" and opts.seam_from >= 0:
+                quality += ["-x264-params",
+                            f"zones={opts.seam_from},{_LAST_FRAME},b={opts.seam_quality:g}"]
         elif self.codec == "libvpx-vp9":
             quality = ["-crf", str(opts.crf), "-b:v", "0", "-row-mt", "1"]
         else:
