@@ -56,18 +56,19 @@ def soften_chroma(rgb: torch.Tensor, sigma: float) -> torch.Tensor:
     if sigma <= 0:
         return rgb
     x = rgb.float()
-    m = _RGB2YCC.to(x.device)
-    ycc = torch.einsum("ij,bjhw->bihw", m, x)
-    b, _, h, w = ycc.shape
-    k = gaussian_kernel(sigma).to(x.device)
+    dev = x.device
+    chroma = F.conv2d(x, _RGB2YCC[1:].view(2, 3, 1, 1).to(dev))  # [B, 2, H, W]: Cb, Cr
+    b, _, h, w = chroma.shape
+    k = gaussian_kernel(sigma).to(dev)
     r = (k.numel() - 1) // 2
-    c = ycc[:, 1:].reshape(b * 2, 1, h, w)
+    c = chroma.reshape(b * 2, 1, h, w)
     # reflect padding needs the pad below the size; replicate works for any frame
     mode = "reflect" if r < min(h, w) else "replicate"
     c = F.conv2d(F.pad(c, (r, r, 0, 0), mode=mode), k.view(1, 1, 1, -1))
-    c = F.conv2d(F.pad(c, (0, 0, r, r), mode=mode), k.view(1, 1, -1, 1))
-    ycc = torch.cat([ycc[:, :1], c.reshape(b, 2, h, w)], dim=1)
-    return torch.einsum("ij,bjhw->bihw", _YCC2RGB.to(x.device), ycc).clamp_(0, 1).to(rgb.dtype)
+    c = F.conv2d(F.pad(c, (0, 0, r, r), mode=mode), k.view(1, 1, -1, 1)).reshape(b, 2, h, w)
+    # add back only the change of Cb/Cr: its luma is zero by construction, so Y is untouched
+    delta = F.conv2d(c - chroma, _YCC2RGB[:, 1:].contiguous().view(3, 2, 1, 1).to(dev))
+    return (x + delta).clamp_(0, 1).to(rgb.dtype)
 
 
 class ChromaStep:
