@@ -127,10 +127,10 @@ class ScoringDefaults:
     preset: str = "medium"
     pix_fmt: str = "yuv420p"  # odd frame sizes fall back to yuv444p
     # Seams in the encode: each chunk is its own encode, so the next chunk opens on a keyframe
-    # coded independently of this chunk's last frame, which x264 (mb-tree: nothing refers to
-    # it) codes coarsest of all. A chunk with a successor encodes its last ``seam_frames``
-    # frames at ``seam_quality`` times the bit rate (an x264 zone, about 6 QP finer at 2), so
-    # the pair that straddles the seam compares two fine frames.
+    # coded independently of this chunk's last frame, likely its coarsest (x264's mb-tree: no
+    # frame refers to it). A chunk with a successor encodes its last ``seam_frames`` frames at
+    # ``seam_quality`` times the bit rate (an x264 zone, about 6 QP finer at 2), so the pair
+    # that straddles the seam compares two fine frames (README: flicker and seams).
     seam_frames: int = 2
     seam_quality: float = 2.0
 
