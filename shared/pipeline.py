@@ -266,7 +266,7 @@ class _Plan:
 
 
 # Every monitor poll (progress) needs the plan, which is ~60 bytes a chunk in chunks.json (600
-# KB at MAX_CHUNKS). Each process keeps the plans of its latest jobs, 8 bytes a chunk, keyed
+# KB at MAX_CHUNKS). Each process keeps the plans of its latest jobs, 16 bytes a chunk, keyed
 # by the blob's ETag: a poll revalidates with one conditional read that transfers nothing
 # while the plan is unchanged, and a rewritten plan (a split run again, a restarted job) is
 # read afresh, so a stale plan is never used and nothing depends on which process served
