@@ -39,6 +39,9 @@ RESUMABLE = {
     "train": ("probe", "chunks", "retried", "failed", "train_attempt", "stages"),
     "monitor": ("probe", "chunks", "retried", "failed", "counts", "scoring_started", "stages"),
 }
+# The stage of a generation whose only work is to fail the job: an input this version cannot
+# follow is handed on to one (video_pipeline), which stops the job's Batch work and ends.
+FAILING = "failing"
 RESTART_HINT = ("start it again (POST /api/jobs with its blob, or the job page's retry); "
                 "its input is kept")
 # Transient activity failures (storage hiccups, a host recycled) are retried here, with a
@@ -74,6 +77,8 @@ def _unreadable(data: dict[str, Any]) -> str | None:
     Format 1 (``state``: every chunk listed in the orchestration) is not: its Batch tasks and
     chunk files follow a plan this version does not read."""
     fmt = data.get("format")
+    if fmt == INPUT_FORMAT and (data.get("ledger") or {}).get("stage") == FAILING:
+        return None  # its own hand-over: checked already, and it only ends the job
     if isinstance(fmt, int) and fmt > INPUT_FORMAT:
         return (f"this job was started by a newer version of stylebatch (input format {fmt}, "
                 f"this version reads {INPUT_FORMAT} and older); {RESTART_HINT}")
@@ -209,14 +214,21 @@ def _first_line(exc: Exception) -> str:
 @bp.orchestration_trigger(context_name="context", orchestration=ORCHESTRATOR)
 def video_pipeline(context: df.DurableOrchestrationContext):
     data = context.get_input()
-    # An input this version cannot continue (a deploy while the job ran) fails the job here,
-    # before anything is scheduled: the status says why, the cleanup stops its Batch tasks.
     unreadable = _unreadable(data)
-    job = Job(context, {"request": data["request"]} if unreadable else data)
+    if unreadable:
+        # An input this version cannot continue (a deploy while the job ran). The generation
+        # under way may hold history the old code wrote, which this code would not schedule
+        # alike: schedule nothing in it. Say why at once, and hand over to a fresh generation
+        # that stops the job's Batch work and fails it.
+        Job(context, {"request": data["request"]}).publish("failed", error=unreadable)
+        context.continue_as_new({"format": INPUT_FORMAT, "request": data["request"],
+                                 "ledger": {"stage": FAILING, "error": unreadable}})
+        return None
+    job = Job(context, data)
     lg = job.ledger
     try:
-        if unreadable:
-            raise JobFailed(unreadable)
+        if lg["stage"] == FAILING:
+            raise JobFailed(lg["error"])
         if job.req.options.get("reject"):
             raise JobFailed(job.req.options["reject"])
         if lg["stage"] == "probe":

@@ -9,6 +9,7 @@ stopped and its input kept — never a silent restart, a loop, or a job that han
 from __future__ import annotations
 
 import json
+import threading
 import time
 
 import pytest
@@ -41,19 +42,23 @@ def _activities(h: Harness, job_id: str) -> list[str]:
     return [e["Name"] for e in inst.history if e["EventType"] == 4]
 
 
+def _chunk_by_chunk(h: Harness, req) -> str:
+    """What the version that kept every chunk in the orchestration carried across
+    continue_as_new while it scored (its input key was "state")."""
+    return json.dumps({
+        "request": req.to_json(), "options": orchestrator.orchestration_options(h.settings),
+        "state": {"stage": "monitor", "style_blob": "swirl.jpg",
+                  "chunks": [{"index": i, "start": 16 * i, "frames": 16} for i in range(3)],
+                  "codes": "RPP", "attempts": {}, "frames_done": 5,
+                  "scoring_started": "2026-12-01T00:00:00Z"}})
+
+
 def test_a_job_an_earlier_version_listed_chunk_by_chunk_fails_clearly_and_restarts(
         harness: Harness, clips):
     name, req = _request(harness, clips)
     _old_task_running(harness, req.job_id)
-    # What the version that kept every chunk in the orchestration carried across
-    # continue_as_new while it scored (its input key was "state").
-    old = {"request": req.to_json(),
-           "options": orchestrator.orchestration_options(harness.settings),
-           "state": {"stage": "monitor", "style_blob": "swirl.jpg",
-                     "chunks": [{"index": i, "start": 16 * i, "frames": 16} for i in range(3)],
-                     "codes": "RPP", "attempts": {}, "frames_done": 5,
-                     "scoring_started": "2026-12-01T00:00:00Z"}}
-    harness.durable.start_instance(orchestrator.ORCHESTRATOR, req.job_id, json.dumps(old))
+    harness.durable.start_instance(orchestrator.ORCHESTRATOR, req.job_id,
+                                   _chunk_by_chunk(harness, req))
     final, seen = harness.watch(req.job_id, timeout=120)
 
     assert final["state"] == "failed", final
@@ -117,3 +122,34 @@ def test_a_job_an_earlier_version_continued_without_a_format_is_continued_to_the
     assert {"split_wait", "monitor"} <= set(carried), carried
     assert seen.index("splitting") < seen.index("scoring") < seen.index("completed")
     assert h.store.exists("outgoing", final["output"].removeprefix("outgoing/"))
+
+
+def test_a_generation_the_earlier_version_had_under_way_ends_cleanly_too(
+        harness: Harness, clips, monkeypatch):
+    """The deploy lands while a generation runs: its history holds an activity the earlier
+    code scheduled (here a probe, still running) that this code would not schedule."""
+    from shared import pipeline
+
+    name, req = _request(harness, clips)
+    _old_task_running(harness, req.job_id)
+    release = threading.Event()
+    real_probe, real_check = pipeline.probe_job, orchestrator._unreadable
+    monkeypatch.setattr(pipeline, "probe_job",
+                        lambda ctx, r: (release.wait(60), real_probe(ctx, r))[1])
+    monkeypatch.setattr(orchestrator, "_unreadable", lambda data: None)  # the earlier code
+    harness.durable.start_instance(orchestrator.ORCHESTRATOR, req.job_id,
+                                   _chunk_by_chunk(harness, req))
+    deadline = time.monotonic() + 30
+    while "probe" not in _activities(harness, req.job_id):
+        assert time.monotonic() < deadline, "the earlier code never scheduled its probe"
+        time.sleep(0.05)
+    monkeypatch.setattr(orchestrator, "_unreadable", real_check)  # the deploy
+    release.set()  # the probe ends: the next episode replays that history with this code
+
+    final, _ = harness.watch(req.job_id, timeout=120)
+    assert final["state"] == "failed" and "earlier version" in final["error"], final
+    inst = harness.durable.wait_for(req.job_id, timeout=150)
+    assert inst.status == "Failed" and "non-deterministic" not in str(inst.output), inst.output
+    assert _activities(harness, req.job_id) == ["cleanup"]  # in a generation of its own
+    assert harness.backend.task_states(req.job_id) == []  # its Batch work stopped
+    assert harness.store.exists("incoming", name)
