@@ -4,10 +4,11 @@ fails transiently is run again as a new attempt and the job completes exactly; a
 finds the video damaged (exit code 2) fails the job at once with its reason and is never run
 again; a split the Batch service lost is submitted again and the job completes.
 
-What fails is steered at the task level only: the first attempt's command is a node failure
-(the contract's error line and a retryable exit code), the damaged video is a probe whose
-index lists one frame fewer than the stream holds (so the real split task finds it), and the
-lost task is a Batch job deleted under the running split."""
+How each failure is made: the first attempt's command is a node failure (the contract's
+error line and a retryable exit code) and the second is the real split; the damaged video is
+the real probe's record with one frame fewer than the stream holds, so the real split task
+finds the damage and exits 2; the lost task is the job's Batch job deleted right after the
+split task was submitted."""
 
 from __future__ import annotations
 
