@@ -89,11 +89,23 @@ def make_clip(work: Path, size: str, minutes: float, gop: str) -> Path:
     return out
 
 
-def run_case(clip: Path, max_side: int, chunk_frames: int, slots: int,
-             preset: str) -> dict[str, Any]:
+def run_case(clip: Path, max_side: int, chunk_frames: int, slots: int, preset: str,
+             pool: str) -> dict[str, Any]:
     """In a fresh process: ``stylebatch run`` on the clip, instrumented; returns the figures."""
     from shared import pipeline
+    from shared.batch import local
     from stylebatch import cli, durable_store
+
+    if pool == "copy":
+        real_threads = local.with_threads
+
+        def copy_instead(argv: list[str], threads: int) -> list[str]:
+            argv = real_threads(argv, threads)
+            if argv[3:4] != ["stylize"]:
+                return argv  # the split stays real
+            return ["python", str(REPO / "bench" / "copy_task.py"), *argv[4:]]
+
+        local.with_threads = copy_instead
 
     activity_max: dict[str, float] = {}
     stitch_result: dict[str, Any] = {}
@@ -161,15 +173,19 @@ def main() -> int:
     ap.add_argument("--chunk-frames", type=int, default=0, help="0: the planner's choice")
     ap.add_argument("--slots", type=int, default=2, help="chunk tasks at once (local pool)")
     ap.add_argument("--preset", default="veryfast", help="the chunk tasks' x264 preset")
+    ap.add_argument("--pool", default="score", choices=("score", "copy"),
+                    help="copy: chunk tasks copy their video (bench/copy_task.py) instead of "
+                         "restyling it; measures the Function side of inputs too long to score "
+                         "here")
     ap.add_argument("--work", default=str(REPO / ".work" / "bench_long"))
-    ap.add_argument("--child", nargs=5,
-                    metavar=("CLIP", "MAX_SIDE", "CHUNK_FRAMES", "SLOTS", "PRESET"),
+    ap.add_argument("--child", nargs="+",
+                    metavar="CLIP MAX_SIDE CHUNK_FRAMES SLOTS PRESET POOL",
                     help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        clip, max_side, chunk_frames, slots, preset = args.child
+        clip, max_side, chunk_frames, slots, preset, pool = [*args.child, "score"][:6]
         print(json.dumps(run_case(Path(clip), int(max_side), int(chunk_frames), int(slots),
-                                  preset)))
+                                  preset, pool)))
         return 0
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -184,11 +200,12 @@ def main() -> int:
                 clip = make_clip(work, size, minutes, gop)
                 made = time.monotonic() - t0
                 r = _child([str(clip), str(args.max_side), str(args.chunk_frames),
-                            str(args.slots), args.preset])
+                            str(args.slots), args.preset, args.pool])
                 a = r["activity_max_s"]
                 frames = round(minutes * 60 * FPS)
                 print(" | ".join([
-                    f"{size} {minutes:g} min {gop}", str(frames), str(r.get("mode")),
+                    f"{size} {minutes:g} min {gop}{' (pool: copy)' if args.pool == 'copy' else ''}",
+                    str(frames), str(r.get("mode")),
                     str(r.get("chunks")), f"{r['wall_s']:.0f}",
                     *(f"{a.get(k, 0):.1f}" for k in ("probe_job", "split_job", "split_state",
                                                      "submit_job", "progress_job",
