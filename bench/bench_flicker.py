@@ -6,8 +6,9 @@ as subprocesses) with ``--chunk-frames`` per chunk for each model, and measures 
 ``scoring.flicker``: frames at 640x360, optical flow (DIS medium) on the **source** frames, a
 forward-backward / motion-boundary mask. Printed per output: mean ratio output ÷ source, the
 median pair, the worst pair and each boundary pair (where two chunks meet), errors x1000.
-Also the temporal stage's share of scoring time (from the chunk tasks' own summaries) and, for
-the fast model, content and style loss against gatys on the same frames (``scoring.quality``).
+Also the temporal stage's and the chroma step's shares of scoring time (from the chunk tasks'
+own summaries) and content and style loss of each output on the same frames
+(``scoring.quality``).
 
     python bench/bench_flicker.py                       # fast and gatys, as configured
     python bench/bench_flicker.py --models fast --env LEAD_IN_FRAMES=0 --env TEMPORAL_STAGE=false
@@ -70,7 +71,7 @@ def run_pipeline(clip: Path, model: str, out: Path, args: argparse.Namespace,
 def stage_cost(clip: Path, model: str, frames: int, tmp: Path, args: argparse.Namespace
                ) -> dict:
     """The chunk task on the first ``frames`` frames, one thread (a slot of this 2-core CPU):
-    the temporal stage's seconds as a share of the model's."""
+    the temporal stage's and the chroma step's seconds as shares of the model's."""
     part = tmp / f"cost_in_{frames}.mkv"
     if not part.exists():
         subprocess.run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-i", str(clip),
@@ -84,9 +85,11 @@ def stage_cost(clip: Path, model: str, frames: int, tmp: Path, args: argparse.Na
         sys.exit(f"chunk task failed ({model}):\n{proc.stderr[-3000:]}")
     done = [json.loads(x) for x in proc.stdout.splitlines() if '"done"' in x][-1]
     stage = done["temporal_seconds"]
-    model_only = done["model_seconds"] - stage
+    chroma = done.get("chroma_seconds", 0.0)
+    model_only = done["model_seconds"] - stage - chroma
     return {"frames": frames, "temporal_seconds": stage, "model_seconds": round(model_only, 3),
-            "share": round(stage / model_only, 4)}
+            "share": round(stage / model_only, 4), "chroma_seconds": chroma,
+            "chroma_share": round(chroma / model_only, 4)}
 
 
 def main() -> None:
@@ -150,7 +153,8 @@ def main() -> None:
                 results[model]["temporal_cost"] = c
                 print(f"      temporal stage {c['temporal_seconds']:.2f} s for "
                       f"{c['model_seconds']:.2f} s of model on {c['frames']} frames: "
-                      f"{c['share'] * 100:.1f} %", flush=True)
+                      f"{c['share'] * 100:.1f} %; chroma step {c['chroma_seconds']:.2f} s: "
+                      f"{c['chroma_share'] * 100:.1f} %", flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
 

@@ -17,7 +17,14 @@ in a fresh process, instrumented from inside:
 - the stitch's peak local disk (the only Function step that writes temp files);
 - the orchestration history's longest generation and the largest custom status.
 
-Made clips are cached in ``--work`` (default ``.work/bench_long``).
+Made clips are cached in ``--work`` (default ``.work/bench_long``). A ``normal`` clip longer than
+``SEGMENT_MINUTES`` is one such segment repeated by stream copy (ffmpeg's concat demuxer): every
+segment starts on a closed-GOP keyframe, so the result is a valid normal-GOP clip, and a 30-minute
+1080p clip takes minutes to make instead of the better part of an hour on two cores. A ``single``
+clip is always encoded whole (a concatenation would add a keyframe at every join).
+
+``--preset`` is the chunk tasks' x264 preset (``OUTPUT_PRESET``): the Function-side figures do not
+depend on it, the pool's share of the wall time does.
 """
 
 from __future__ import annotations
@@ -43,12 +50,26 @@ SIZES = {"720p": (1280, 720), "1080p": (1920, 1080)}
 FPS = 25
 
 
+SEGMENT_MINUTES = 2.5
+
+
 def make_clip(work: Path, size: str, minutes: float, gop: str) -> Path:
     """The synthetic clip (cached): bbb's texture under a moving lavfi pattern, with audio."""
-    w, h = SIZES[size]
     out = work / f"long_{size}_{minutes:g}min_{gop}.mp4"
     if out.exists():
         return out
+    if gop == "normal" and minutes > SEGMENT_MINUTES:
+        segment = make_clip(work, size, SEGMENT_MINUTES, gop)
+        repeats, rest = divmod(minutes, SEGMENT_MINUTES)
+        assert rest == 0, f"--minutes must be a multiple of {SEGMENT_MINUTES:g} for normal GOP"
+        listing = work / f"{out.stem}.txt"
+        listing.write_text(f"file '{segment.name}'\n" * int(repeats))
+        tmp = out.with_suffix(".part.mp4")
+        subprocess.run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-f", "concat",
+                        "-safe", "0", "-i", str(listing), "-c", "copy", str(tmp)], check=True)
+        os.replace(tmp, out)
+        return out
+    w, h = SIZES[size]
     seconds = minutes * 60
     keys = (["-x264-params", "keyint=infinite:scenecut=0"] if gop == "single" else
             ["-g", str(2 * FPS), "-keyint_min", str(2 * FPS), "-sc_threshold", "0"])
@@ -68,10 +89,23 @@ def make_clip(work: Path, size: str, minutes: float, gop: str) -> Path:
     return out
 
 
-def run_case(clip: Path, max_side: int, chunk_frames: int, slots: int) -> dict[str, Any]:
+def run_case(clip: Path, max_side: int, chunk_frames: int, slots: int, preset: str,
+             pool: str) -> dict[str, Any]:
     """In a fresh process: ``stylebatch run`` on the clip, instrumented; returns the figures."""
     from shared import pipeline
+    from shared.batch import local
     from stylebatch import cli, durable_store
+
+    if pool == "copy":
+        real_threads = local.with_threads
+
+        def copy_instead(argv: list[str], threads: int) -> list[str]:
+            argv = real_threads(argv, threads)
+            if argv[3:4] != ["stylize"]:
+                return argv  # the split stays real
+            return ["python", str(REPO / "bench" / "copy_task.py"), *argv[4:]]
+
+        local.with_threads = copy_instead
 
     activity_max: dict[str, float] = {}
     stitch_result: dict[str, Any] = {}
@@ -104,7 +138,7 @@ def run_case(clip: Path, max_side: int, chunk_frames: int, slots: int) -> dict[s
 
     durable_store.BlobInstanceStore.save = save  # type: ignore[method-assign]
 
-    os.environ.update({"OUTPUT_PRESET": "veryfast", "LOCAL_BATCH_SLOTS": str(slots)})
+    os.environ.update({"OUTPUT_PRESET": preset, "LOCAL_BATCH_SLOTS": str(slots)})
     with tempfile.TemporaryDirectory(prefix="bench-long-") as tmp:
         argv = ["run", str(clip), "--style", "swirl", "--model", "fast", "--max-side",
                 str(max_side), "-q", "-o", str(Path(tmp) / f"out{clip.suffix}")]
@@ -138,13 +172,20 @@ def main() -> int:
     ap.add_argument("--max-side", type=int, default=64, help="the model's working size")
     ap.add_argument("--chunk-frames", type=int, default=0, help="0: the planner's choice")
     ap.add_argument("--slots", type=int, default=2, help="chunk tasks at once (local pool)")
+    ap.add_argument("--preset", default="veryfast", help="the chunk tasks' x264 preset")
+    ap.add_argument("--pool", default="score", choices=("score", "copy"),
+                    help="copy: chunk tasks copy their video (bench/copy_task.py) instead of "
+                         "restyling it; measures the Function side of inputs too long to score "
+                         "here")
     ap.add_argument("--work", default=str(REPO / ".work" / "bench_long"))
-    ap.add_argument("--child", nargs=4, metavar=("CLIP", "MAX_SIDE", "CHUNK_FRAMES", "SLOTS"),
+    ap.add_argument("--child", nargs="+",
+                    metavar="CLIP MAX_SIDE CHUNK_FRAMES SLOTS PRESET POOL",
                     help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        clip, max_side, chunk_frames, slots = args.child
-        print(json.dumps(run_case(Path(clip), int(max_side), int(chunk_frames), int(slots))))
+        clip, max_side, chunk_frames, slots, preset, pool = [*args.child, "score"][:6]
+        print(json.dumps(run_case(Path(clip), int(max_side), int(chunk_frames), int(slots),
+                                  preset, pool)))
         return 0
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -159,18 +200,20 @@ def main() -> int:
                 clip = make_clip(work, size, minutes, gop)
                 made = time.monotonic() - t0
                 r = _child([str(clip), str(args.max_side), str(args.chunk_frames),
-                            str(args.slots)])
+                            str(args.slots), args.preset, args.pool])
                 a = r["activity_max_s"]
                 frames = round(minutes * 60 * FPS)
                 print(" | ".join([
-                    f"{size} {minutes:g} min {gop}", str(frames), str(r.get("mode")),
+                    f"{size} {minutes:g} min {gop}{' (pool: copy)' if args.pool == 'copy' else ''}",
+                    str(frames), str(r.get("mode")),
                     str(r.get("chunks")), f"{r['wall_s']:.0f}",
                     *(f"{a.get(k, 0):.1f}" for k in ("probe_job", "split_job", "split_state",
                                                      "submit_job", "progress_job",
                                                      "stitch_job")),
                     f"{r['rss_mb']:.0f}", f"{r['stitch_disk_mb']:.1f}", f"{r['output_mb']:.0f}",
                     str(r["history_events"]), f"{r['status_kb']:.1f}"]), flush=True)
-                print(f"  (clip made in {made:.0f} s: {clip.name})", file=sys.stderr)
+                print(f"  (clip made in {made:.0f} s: {clip.name}; preset {args.preset}, "
+                      f"working size {args.max_side})", file=sys.stderr, flush=True)
     return 0
 
 

@@ -114,7 +114,8 @@ def _run_stylize(args: argparse.Namespace) -> dict:
         preset=args.preset, pix_fmt=args.pix_fmt, device=args.device,
         batch_size=args.batch_size, precision=args.precision, compile=args.compile,
         threads=args.threads, quiet=args.quiet, temporal=args.temporal,
-        temporal_weight=args.temporal_weight, lead_in=args.lead_in,
+        temporal_weight=args.temporal_weight, chroma_sigma=args.chroma_sigma,
+        lead_in=args.lead_in,
         lead_in_frames=args.lead_in_frames, lead_out_frames=args.lead_out_frames)
     return stylize(cfg)
 

@@ -1,7 +1,9 @@
 """The chunk task: decode a video chunk, stylize every frame, encode, restamp, write atomically.
 
 After the model, the temporal stage (``scoring.temporal``) makes each frame agree with the
-previous one along the source's motion. With ``lead_in`` (the previous chunk of the same video)
+previous one along the source's motion, and before a 4:2:0 encode the chroma step
+(``scoring.chroma``) softens the output's colour so its fine texture does not shimmer on the
+subsampled colour grid. With ``lead_in`` (the previous chunk of the same video)
 its last ``lead_in_frames`` frames are scored first and dropped: the model's state (gatys' warm
 start) and the temporal stage arrive at the chunk's first frame already running, as they would
 in one long chunk. A model whose output depends on its own history (gatys: each frame starts
@@ -37,10 +39,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from scoring.chroma import ChromaConfig, ChromaStep
 from scoring.events import emit
 from scoring.images import BadInputError, load_image, resize
 from scoring.temporal import TemporalConfig, TemporalStage
-from scoring.video_io import EncodeOptions, FrameReader, FrameWriter, video_info
+from scoring.video_io import EncodeOptions, FrameReader, FrameWriter, subsamples_chroma, video_info
 from shared.contract import EVENT_FRAME, EVENT_WARNING, SCORING, working_size
 from shared.video import VideoError, frame_timestamps, restamp
 
@@ -72,6 +75,7 @@ class StylizeConfig:
     quiet: bool = False  # no per-frame events
     temporal: bool = True  # the temporal stage after the model
     temporal_weight: float | None = None  # None: the model's default (shared.contract)
+    chroma_sigma: float = SCORING.chroma_sigma  # colour blur before a 4:2:0 encode; 0 = off
     lead_in: str | None = None  # the previous chunk: its last frames warm the model up
     lead_in_frames: int = 0  # how many of them (0 = none)
     lead_out_frames: int = 0  # a successor follows: cross-fade this many last frames into it
@@ -97,15 +101,16 @@ class FrameModel:
 
     Resizes to the working size and back on the model's device, so the output is exactly the
     input's size whatever the working size. The temporal stage, when set, runs at the working
-    size right after the model.
+    size right after the model, then the chroma step, when set.
     """
 
     def __init__(self, net: Callable[[torch.Tensor], torch.Tensor], device: torch.device,
                  max_side: int, min_side: int, dtype: torch.dtype | None,
-                 channels_last: bool, temporal: TemporalStage | None = None):
+                 channels_last: bool, temporal: TemporalStage | None = None,
+                 chroma: ChromaStep | None = None):
         self.net, self.device, self.max_side, self.min_side = net, device, max_side, min_side
         self.dtype, self.channels_last = dtype, channels_last
-        self.temporal = temporal
+        self.temporal, self.chroma = temporal, chroma
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
         # batch: uint8 [B, H, W, 3] on the host (pinned on CUDA)
@@ -123,6 +128,8 @@ class FrameModel:
                 y = self.net(x)
             if self.temporal is not None:
                 y = self.temporal(x, y.float())
+            if self.chroma is not None:
+                y = self.chroma(y.float(), (h, w))
             y = resize(y.float(), (h, w))  # [B, 3, H, W]
             assert y.shape == (b, 3, h, w), y.shape
             out = y.clamp_(0, 1).mul_(255).round_().to(torch.uint8).permute(0, 2, 3, 1)
@@ -133,8 +140,14 @@ class _NeedsGrad:
     """Marker: the stylizer optimises (needs autograd), so no inference_mode around it."""
 
 
-def build_model(cfg: StylizeConfig, device: torch.device) -> tuple[FrameModel, int]:
-    """Return (frame model, batch size). Raises BadInputError for unusable style/model files."""
+def build_model(cfg: StylizeConfig, device: torch.device, chroma: bool = False
+                ) -> tuple[FrameModel, int]:
+    """Return (frame model, batch size); ``chroma``: the encode subsamples colour, so the chroma
+    step runs (unless ``cfg.chroma_sigma`` is 0). Raises BadInputError for unusable style/model
+    files."""
+    if cfg.chroma_sigma < 0:
+        raise BadInputError(f"--chroma-sigma must not be negative, not {cfg.chroma_sigma}")
+    step = ChromaStep(ChromaConfig(cfg.chroma_sigma)) if chroma and cfg.chroma_sigma > 0 else None
     if cfg.model == "gatys":
         from scoring.gatys import GatysConfig, GatysStylizer
 
@@ -147,7 +160,7 @@ def build_model(cfg: StylizeConfig, device: torch.device) -> tuple[FrameModel, i
             pass
 
         net = _Gatys(style, gcfg, device)
-        return FrameModel(net, device, cfg.max_side, 32, None, False, _temporal(cfg)), 1
+        return FrameModel(net, device, cfg.max_side, 32, None, False, _temporal(cfg), step), 1
     if cfg.model == "fast":
         from scoring.transformer_net import load_model
 
@@ -169,7 +182,7 @@ def build_model(cfg: StylizeConfig, device: torch.device) -> tuple[FrameModel, i
         dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
         batch = cfg.batch_size or (8 if cuda else 1)
         return FrameModel(fn, device, cfg.max_side, 16, dtype, channels_last,
-                          _temporal(cfg)), batch
+                          _temporal(cfg), step), batch
     raise BadInputError(f"unknown model {cfg.model!r} (gatys or fast)")
 
 
@@ -284,13 +297,15 @@ def stylize(cfg: StylizeConfig) -> dict:
     torch.set_num_threads(cpu_threads(cfg.threads))
     info = video_info(cfg.input)
     device = pick_device(cfg.device)
-    model, batch_size = build_model(cfg, device)
+    chroma = subsamples_chroma(cfg.pix_fmt, info.width, info.height)
+    model, batch_size = build_model(cfg, device, chroma)
     cuda = device.type == "cuda"
     lead_in = read_lead_in(cfg, info.width, info.height)
     lead_out = None
     n_out = min(cfg.lead_out_frames, info.frames)
     if n_out > 0 and getattr(model.net, "stateful", False):
-        lead_out = LeadOut(lambda: build_model(cfg, device)[0], info.frames - n_out, n_out)
+        lead_out = LeadOut(lambda: build_model(cfg, device, chroma)[0], info.frames - n_out,
+                           n_out)
 
     out = Path(cfg.output)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -405,6 +420,8 @@ def stylize(cfg: StylizeConfig) -> dict:
                "lead_out_frames": n_out if lead_out is not None else 0}
     if model.temporal is not None:
         summary["temporal_seconds"] = round(model.temporal.seconds, 3)
+    if model.chroma is not None:
+        summary["chroma_seconds"] = round(model.chroma.seconds, 3)
     cold = getattr(model.net, "cold_starts", None)
     if cold is not None:
         summary["cold_starts"] = cold  # gatys: first frame + scene cuts

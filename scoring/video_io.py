@@ -154,15 +154,24 @@ def nvenc_available() -> bool:
     return _nvenc_ok
 
 
+def output_pix_fmt(pix_fmt: str, width: int, height: int) -> str:
+    """The pixel format a frame of this size is encoded in: odd sizes get 4:4:4."""
+    if (width % 2 or height % 2) and pix_fmt.startswith(_SUBSAMPLED):
+        return "yuv444p"  # chroma subsampling cannot represent an odd size exactly
+    return pix_fmt
+
+
+def subsamples_chroma(pix_fmt: str, width: int, height: int) -> bool:
+    """Whether the encode of a frame this size keeps fewer colour samples than pixels."""
+    return output_pix_fmt(pix_fmt, width, height).startswith(_SUBSAMPLED)
+
+
 def resolve_codec(opts: EncodeOptions, width: int, height: int) -> tuple[str, str]:
     """(codec, pix_fmt) actually used: ``auto`` picks NVENC when usable; odd sizes get 4:4:4."""
     codec = opts.codec
     if codec == "auto":
         codec = "h264_nvenc" if nvenc_available() else "libx264"
-    pix_fmt = opts.pix_fmt
-    if (width % 2 or height % 2) and pix_fmt.startswith(_SUBSAMPLED):
-        pix_fmt = "yuv444p"  # chroma subsampling cannot represent an odd size exactly
-    return codec, pix_fmt
+    return codec, output_pix_fmt(opts.pix_fmt, width, height)
 
 
 class FrameWriter:

@@ -118,6 +118,10 @@ class ScoringDefaults:
     # warm start already carries each frame on; fast paints every frame afresh.
     temporal_weight: float = 0.6  # gatys and any other model
     temporal_weight_fast: float = 0.85
+    # The chroma step (scoring/chroma.py): before a 4:2:0/4:2:2 encode, the output's colour
+    # (Cb, Cr) is blurred with a Gaussian of this sigma in output pixels, its brightness kept,
+    # so fine colour texture does not shimmer as it moves across the subsampled chroma grid.
+    chroma_sigma: float = 2.5  # 0 = off
     codec: str = "libx264"  # or "auto" on a node: h264_nvenc when usable, else libx264
     crf: int = 18
     preset: str = "medium"
@@ -180,6 +184,7 @@ class StylizeTask:
     pix_fmt: str | None = None
     temporal: bool = True
     temporal_weight: float | None = None
+    chroma_sigma: float | None = None
     lead_in: str | None = None
     lead_in_frames: int | None = None
     lead_out_frames: int = 0
@@ -189,7 +194,7 @@ class StylizeTask:
         argv = [*SCORING_COMMAND, "stylize", "--input", self.input, "--output", self.output]
         options = {"--style": self.style, "--model": self.model, "--max-side": self.max_side,
                    "--codec": self.codec, "--crf": self.crf, "--preset": self.preset,
-                   "--pix-fmt": self.pix_fmt}
+                   "--pix-fmt": self.pix_fmt, "--chroma-sigma": self.chroma_sigma}
         if self.lead_in is not None:
             options |= {"--lead-in": self.lead_in, "--lead-in-frames": self.lead_in_frames}
         if self.lead_out_frames:
@@ -296,6 +301,9 @@ def add_stylize_arguments(ap: argparse.ArgumentParser) -> None:
                     help="temporal stage: share of the warped previous output kept (default: "
                          f"{SCORING.temporal_weight_fast} for fast, {SCORING.temporal_weight} "
                          "for gatys)")
+    ap.add_argument("--chroma-sigma", type=float, default=SCORING.chroma_sigma,
+                    help="before a 4:2:0/4:2:2 encode, blur the output's colour (not its "
+                         "brightness) with a Gaussian of this sigma in output pixels; 0 = off")
     ap.add_argument("--lead-in", default=None,
                     help="the previous chunk of the same video: its last frames are scored "
                          "first and dropped, so this chunk starts where that one ends")

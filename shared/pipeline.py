@@ -299,7 +299,8 @@ def chunk_task(req: JobRequest, settings: Settings, chunk: Chunk, attempt: int,
         codec=chunk_codec(req, settings), crf=settings.output_crf,
         preset=settings.output_preset, pix_fmt=settings.output_pix_fmt,
         temporal=settings.temporal_stage,
-        temporal_weight=settings.temporal_weight_for(req.model), lead_in=lead_in,
+        temporal_weight=settings.temporal_weight_for(req.model),
+        chroma_sigma=settings.chroma_sigma, lead_in=lead_in,
         lead_in_frames=settings.lead_in_frames, lead_out_frames=lead_out).argv()
     return TaskSpec(
         id=task_id, command=command, resource_files=resources,

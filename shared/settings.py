@@ -61,6 +61,7 @@ class Settings(InputLimits):
     temporal_stage: bool = True
     temporal_weight: float = SCORING.temporal_weight
     temporal_weight_fast: float = SCORING.temporal_weight_fast
+    chroma_sigma: float = SCORING.chroma_sigma  # colour blur before a 4:2:0 encode; 0 = off
     output_codec: str = SCORING.codec
     output_crf: int = SCORING.crf
     output_preset: str = SCORING.preset
@@ -165,6 +166,8 @@ def validate_settings(s: Settings) -> None:
     for name in ("temporal_weight", "temporal_weight_fast"):
         if not 0.0 <= getattr(s, name) < 1.0:
             raise ValueError(f"{name.upper()} must be at least 0 and below 1")
+    if s.chroma_sigma < 0:
+        raise ValueError("CHROMA_SIGMA must not be negative (0 turns the chroma step off)")
     if s.max_active_jobs_per_caller < 1:
         raise ValueError("MAX_ACTIVE_JOBS_PER_CALLER must be at least 1")
     if s.sas_slack_minutes < 0:

@@ -1,6 +1,6 @@
 """The chunk task a job submits: each chunk after the first reads the previous chunk as its
 lead-in, each chunk before the last cross-fades into its successor, and the settings turn the
-lead-in and the temporal stage off."""
+lead-in, the temporal stage and the chroma step off."""
 
 from __future__ import annotations
 
@@ -55,3 +55,11 @@ def test_each_model_gets_its_own_temporal_weight_from_the_settings():
     assert float(_arg(fast.command, "--temporal-weight")) == Settings.temporal_weight_fast
     _, tuned = _task(Settings(temporal_weight_fast=0.5), 1, model="fast")
     assert _arg(tuned.command, "--temporal-weight") == "0.5"
+
+
+def test_the_chroma_step_is_sent_to_every_model_and_can_be_turned_off():
+    for model in ("gatys", "fast"):
+        _, task = _task(Settings(), 1, model=model)
+        assert float(_arg(task.command, "--chroma-sigma")) == Settings.chroma_sigma > 0
+    _, off = _task(Settings(chroma_sigma=0), 1, model="fast")
+    assert float(_arg(off.command, "--chroma-sigma")) == 0

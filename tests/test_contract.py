@@ -41,12 +41,12 @@ def _parsed(argv: list[str]) -> dict:
 def test_a_chunk_command_line_parses_back_to_what_the_app_asked():
     task = StylizeTask(input="chunk.mkv", output="out.mkv", style="style.jpg", model="gatys",
                        max_side=256, steps=12, warm_steps=3, codec="libvpx-vp9", crf=30,
-                       preset="fast", pix_fmt="yuv444p", temporal=False, lead_in="lead_in.mkv",
-                       lead_in_frames=5, lead_out_frames=5, threads=3)
+                       preset="fast", pix_fmt="yuv444p", temporal=False, chroma_sigma=1.5,
+                       lead_in="lead_in.mkv", lead_in_frames=5, lead_out_frames=5, threads=3)
     got = _parsed(task.argv())
     for name in ("input", "output", "style", "model", "max_side", "steps", "warm_steps", "codec",
-                 "crf", "preset", "pix_fmt", "temporal", "lead_in", "lead_in_frames",
-                 "lead_out_frames", "threads"):
+                 "crf", "preset", "pix_fmt", "temporal", "chroma_sigma", "lead_in",
+                 "lead_in_frames", "lead_out_frames", "threads"):
         assert got[name] == getattr(task, name), name
     fast = _parsed(StylizeTask(input="c.mkv", output="o.mkv", model="fast",
                                model_file="model.pt").argv())
@@ -57,7 +57,8 @@ def test_what_the_app_leaves_out_the_node_takes_from_the_contract():
     """An option the app does not set is left off the command line; the node's default for it
     is the contract's, and so is the app's own default setting."""
     argv = StylizeTask(input="c.mkv", output="o.mkv").argv()
-    assert not {"--max-side", "--steps", "--codec", "--crf", "--lead-in-frames"} & set(argv)
+    assert not {"--max-side", "--steps", "--codec", "--crf", "--lead-in-frames",
+                "--chroma-sigma"} & set(argv)
     got = _parsed(argv)
     s = Settings()
     for name, default, setting in [
@@ -67,6 +68,7 @@ def test_what_the_app_leaves_out_the_node_takes_from_the_contract():
             ("codec", SCORING.codec, s.output_codec), ("crf", SCORING.crf, s.output_crf),
             ("preset", SCORING.preset, s.output_preset),
             ("pix_fmt", SCORING.pix_fmt, s.output_pix_fmt),
+            ("chroma_sigma", SCORING.chroma_sigma, s.chroma_sigma),
             ("lead_in_frames", SCORING.lead_in_frames, s.lead_in_frames)]:
         assert got[name] == default == setting, name
     assert s.input_limits() == LIMITS

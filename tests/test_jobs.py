@@ -79,3 +79,6 @@ def test_settings_parse_and_reject_bad_values():
         settings_from_env({"BATCH_BACKEND": "cloud"})
     with pytest.raises(ValueError, match="TEMPORAL_WEIGHT_FAST"):
         settings_from_env({"TEMPORAL_WEIGHT_FAST": "1"})  # a weight of 1 would freeze the picture
+    with pytest.raises(ValueError, match="CHROMA_SIGMA"):
+        settings_from_env({"CHROMA_SIGMA": "-1"})
+    assert settings_from_env({"CHROMA_SIGMA": "0"}).chroma_sigma == 0  # 0 turns the step off
