@@ -23,7 +23,7 @@ from tests.conftest import FAST_SCORING, Harness, ffmpeg
 from tests.test_corpus import assert_output_rules
 
 FRAMES = 3000
-FRAMES_PER_CHUNK = 250
+FRAMES_PER_CHUNK = 500  # 6 chunks: more chunks would only add task start-ups
 BLOCK = 64 * 1024  # small blocks, so a small output spans many of them
 HEAD = 2
 # Generous: on any CPU a bounded activity takes seconds, while decoding or re-encoding these
