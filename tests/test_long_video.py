@@ -100,7 +100,8 @@ def test_a_long_single_keyframe_clip_keeps_every_activity_bounded_and_comes_back
     (stitched,) = [r["result"] for r in runs if r["step"] == "stitch"]
     assert stitched["ok"] and stitched["blocks"] >= 8, stitched
     assert stitched["size_bytes"] == out.stat().st_size
-    # The head waits for the muxer's last patch; then a few blocks behind the writer, plus
-    # the index the MP4 muxer writes last (a few bytes per frame).
-    assert stitched["peak_disk_bytes"] <= (HEAD + 5) * BLOCK + 16 * FRAMES, stitched
+    # The head waits for the muxer's last patch; then a few blocks behind the writer (how many
+    # depends on how far the reader lags on a loaded machine: 5 measured, 8 allowed), plus the
+    # index the MP4 muxer writes last (a few bytes per frame).
+    assert stitched["peak_disk_bytes"] <= (HEAD + 8) * BLOCK + 16 * FRAMES, stitched
     assert stitched["peak_disk_bytes"] < stitched["size_bytes"] / 2, stitched
