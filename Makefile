@@ -42,7 +42,7 @@ scan: setup $(SCAN_STAMP)
 	$(BIN)/python -m tests.infra.iac_scan --checkov $(SCAN_VENV)/bin/checkov --bandit $(SCAN_VENV)/bin/bandit
 
 test: setup lint scan
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q --durations=25 $(PYTEST_ARGS)
 
 # The whole 720p clip (132 frames, 5.1 audio) through the real pipeline on this machine.
 demo: setup

@@ -27,6 +27,23 @@ from shared.jobs import MAX_TIMELINE_ROWS, JobRequest, job_status
 bp = df.Blueprint()
 
 ORCHESTRATOR = "video_pipeline"
+# The orchestration input's format: {"format", "request", "options", "ledger"}. The ledger
+# crosses continue_as_new, so a job started by one version of the app is continued by the
+# next after a deploy. Raise it when the ledger, or the activities a generation calls, change
+# in a way an older input cannot follow, and teach ``_unreadable`` what the older one is.
+INPUT_FORMAT = 3
+OPTIONS = ("poll_interval_s", "max_chunk_attempts", "rounds_per_generation", "train_steps")
+# A generation starts at one of these stages; what each needs from the ledger it is given.
+RESUMABLE = {
+    "split_wait": ("probe", "chunks", "split_attempt", "stages"),
+    "train": ("probe", "chunks", "retried", "failed", "train_attempt", "stages"),
+    "monitor": ("probe", "chunks", "retried", "failed", "counts", "scoring_started", "stages"),
+}
+# The stage of a generation whose only work is to fail the job: an input this version cannot
+# follow is handed on to one (video_pipeline), which stops the job's Batch work and ends.
+FAILING = "failing"
+RESTART_HINT = ("start it again (POST /api/jobs with its blob, or the job page's retry); "
+                "its input is kept")
 # Transient activity failures (storage hiccups, a host recycled) are retried here, with a
 # growing pause on a durable timer, so that the last failure becomes the job's error with the
 # activity's name and its reason (Job.call).
@@ -43,6 +60,45 @@ def orchestration_options(settings: Any) -> dict[str, Any]:
             "max_chunk_attempts": settings.max_chunk_attempts,
             "rounds_per_generation": settings.monitor_rounds_per_generation,
             "train_steps": settings.train_steps}
+
+
+def start_input(req: JobRequest, settings: Any) -> dict[str, Any]:
+    """The input a new job's orchestration starts with."""
+    return {"format": INPUT_FORMAT, "request": req.to_json(),
+            "options": orchestration_options(settings)}
+
+
+def _unreadable(data: dict[str, Any]) -> str | None:
+    """Why this version cannot continue an orchestration with input ``data``, or None.
+
+    Inputs without a format come from earlier versions. Format 2 (the ledger of counts and
+    index ranges, before the split ran on the pool) carries the same ledger at every stage
+    it continued as new in (train, monitor) as format 3 does, so it is continued as it is.
+    Format 1 (``state``: every chunk listed in the orchestration) is not: its Batch tasks and
+    chunk files follow a plan this version does not read."""
+    fmt = data.get("format")
+    if fmt == INPUT_FORMAT and (data.get("ledger") or {}).get("stage") == FAILING:
+        return None  # its own hand-over: checked already, and it only ends the job
+    if isinstance(fmt, int) and fmt > INPUT_FORMAT:
+        return (f"this job was started by a newer version of stylebatch (input format {fmt}, "
+                f"this version reads {INPUT_FORMAT} and older); {RESTART_HINT}")
+    earlier = ("this job was started by an earlier version of stylebatch whose progress "
+               "record this version cannot continue")
+    if "ledger" not in data and "state" in data:
+        return f"{earlier} (it lists every chunk in the orchestration); {RESTART_HINT}"
+    missing = [k for k in OPTIONS if k not in (data.get("options") or {})]
+    if missing:
+        return f"{earlier} (no {', '.join(missing)} in its options); {RESTART_HINT}"
+    ledger = data.get("ledger")
+    if ledger is None:
+        return None  # a job that has not started: every format begins the same way
+    stage = ledger.get("stage") if isinstance(ledger, dict) else None
+    missing = [k for k in RESUMABLE.get(stage, ("stage",)) if k not in ledger]
+    if stage not in RESUMABLE or missing or not isinstance(ledger.get("chunks"), int):
+        what = f"stage {stage!r}" if stage not in RESUMABLE else \
+            f"no {', '.join(missing) or 'chunk count'} at stage {stage!r}"
+        return f"{earlier} ({what}); {RESTART_HINT}"
+    return None
 
 
 def _now(context: df.DurableOrchestrationContext) -> datetime:
@@ -66,11 +122,19 @@ class Job:
         self.context = context
         self.req = JobRequest.from_json(data["request"])
         self.ledger: dict[str, Any] = data.get("ledger") or {"stage": "probe"}
-        opts = {**data.get("options", {})}
-        self.options = opts
-        self.poll = timedelta(seconds=float(opts["poll_interval_s"]))
-        self.max_attempts = int(opts["max_chunk_attempts"])
-        self.rounds_per_generation = int(opts["rounds_per_generation"])
+        self.options: dict[str, Any] = {**data.get("options", {})}
+
+    @property
+    def poll(self) -> timedelta:
+        return timedelta(seconds=float(self.options["poll_interval_s"]))
+
+    @property
+    def max_attempts(self) -> int:
+        return int(self.options["max_chunk_attempts"])
+
+    @property
+    def rounds_per_generation(self) -> int:
+        return int(self.options["rounds_per_generation"])
 
     # -- status ------------------------------------------------------------------------------
 
@@ -149,9 +213,22 @@ def _first_line(exc: Exception) -> str:
 
 @bp.orchestration_trigger(context_name="context", orchestration=ORCHESTRATOR)
 def video_pipeline(context: df.DurableOrchestrationContext):
-    job = Job(context, context.get_input())
+    data = context.get_input()
+    unreadable = _unreadable(data)
+    if unreadable:
+        # An input this version cannot continue (a deploy while the job ran). The generation
+        # under way may hold history the old code wrote, which this code would not schedule
+        # alike: schedule nothing in it. Say why at once, and hand over to a fresh generation
+        # that stops the job's Batch work and fails it.
+        Job(context, {"request": data["request"]}).publish("failed", error=unreadable)
+        context.continue_as_new({"format": INPUT_FORMAT, "request": data["request"],
+                                 "ledger": {"stage": FAILING, "error": unreadable}})
+        return None
+    job = Job(context, data)
     lg = job.ledger
     try:
+        if lg["stage"] == FAILING:
+            raise JobFailed(lg["error"])
         if job.req.options.get("reject"):
             raise JobFailed(job.req.options["reject"])
         if lg["stage"] == "probe":
@@ -279,8 +356,8 @@ def _stage(job: Job, name: str) -> None:
 
 
 def _continue(job: Job) -> None:
-    job.context.continue_as_new({"request": job.req.to_json(), "ledger": job.ledger,
-                                 "options": job.options})
+    job.context.continue_as_new({"format": INPUT_FORMAT, "request": job.req.to_json(),
+                                 "ledger": job.ledger, "options": job.options})
 
 
 def _eta(job: Job, makespan_frames: float) -> float | None:
@@ -380,8 +457,9 @@ def _monitor_split(job: Job) -> Generator[Any, Any, bool]:
         s = yield from job.call("split_state", attempt=attempt)
         if s["state"] == "succeeded":
             return True
+        again = None
         if s["state"] == "missing":
-            job.expect_ok((yield from job.call("split", attempt=attempt)))
+            again = job.expect_ok((yield from job.call("split", attempt=attempt)))
         elif s["state"] == "failed":
             reason = s.get("error") or f"exit code {s.get('exit_code')}"
             if s.get("bad_input"):
@@ -390,7 +468,9 @@ def _monitor_split(job: Job) -> Generator[Any, Any, bool]:
                 raise JobFailed(f"splitting the video failed {attempt} times; last error: "
                                 f"{reason}")
             lg["split_attempt"] = attempt + 1
-            job.expect_ok((yield from job.call("split", attempt=attempt + 1)))
+            again = job.expect_ok((yield from job.call("split", attempt=attempt + 1)))
+        if again is not None:  # the plan was written again: the ledger counts that one
+            lg.update(chunks=int(again["chunks"]), split_mode=again["mode"])
         job.publish("splitting",
                     stage_percent=min(100.0, 100.0 * int(s.get("frames_done", 0)) / total))
         rounds += 1

@@ -13,7 +13,7 @@ from typing import Any
 
 import azure.durable_functions as df
 
-from functions.orchestrator import ORCHESTRATOR, orchestration_options
+from functions.orchestrator import ORCHESTRATOR, start_input
 from shared.jobs import (
     InvalidName,
     JobRequest,
@@ -81,9 +81,8 @@ async def start_job(client: df.DurableOrchestrationClient, req: JobRequest,
     if runtime and not (restart_failed and runtime in _REPLACEABLE):
         log.info("job %s exists (%s); not starting it again", req.job_id, runtime)
         return req.job_id, False
-    payload = {"request": req.to_json(), "options": orchestration_options(settings)}
     try:
-        await client.start_new(ORCHESTRATOR, req.job_id, payload)
+        await client.start_new(ORCHESTRATOR, req.job_id, start_input(req, settings))
     except Exception as exc:
         # Two deliveries racing: the other one started it between our check and our start.
         again = await client.get_status(req.job_id)

@@ -14,7 +14,6 @@ from functools import lru_cache
 from pathlib import Path
 
 import torch
-import torchvision
 from torch import nn
 
 # Caffe VGG mean, BGR order, 0-255 scale.
@@ -72,6 +71,10 @@ class VGGFeatures(nn.Module):
             assert name in LAYER_NAMES, f"unknown VGG layer {name!r}"
         self.layers = tuple(layers)
         last = max(LAYER_NAMES.index(n) for n in layers)
+        # Imported here, not at the top: torchvision costs every `python -m scoring` process
+        # seconds of start-up (the CLI's parser imports this module), and only VGG needs it.
+        import torchvision
+
         features = torchvision.models.vgg19(weights=None).features[: last + 1]
         convs = [m for m in features if isinstance(m, nn.Conv2d)]
         for conv, (w, b) in zip(convs, _dequantized_convs()):

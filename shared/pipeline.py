@@ -16,11 +16,15 @@ it never mixes two uploads; the new upload has a job of its own.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
 import tempfile
+import threading
 import time
+from array import array
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -251,8 +255,53 @@ def save_chunks(ctx: Context, job_id: str, mode: str, chunks: list[Chunk]) -> No
                          {"mode": mode, "chunks": [c.to_json() for c in chunks]})
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """A job's chunk plan in compact form: chunk ``i`` is frames ``start[i]`` to
+    ``start[i] + frames[i]`` (a plan lists its chunks in order, numbered from 0)."""
+
+    etag: str
+    start: array
+    frames: array
+
+
+# Every monitor poll (progress) needs the plan, which is ~60 bytes a chunk in chunks.json (600
+# KB at MAX_CHUNKS). Each process keeps the plans of its latest jobs, 16 bytes a chunk, keyed
+# by the blob's ETag: a poll revalidates with one conditional read that transfers nothing
+# while the plan is unchanged, and a rewritten plan (a split run again, a restarted job) is
+# read afresh, so a stale plan is never used and nothing depends on which process served
+# the previous poll.
+PLAN_CACHE_JOBS = 16
+_plans: OrderedDict[tuple[str, str], _Plan] = OrderedDict()
+_plans_lock = threading.Lock()
+
+
+def _load_plan(ctx: Context, job_id: str) -> _Plan:
+    key = (ctx.store.account_name, job_id)
+    with _plans_lock:
+        cached = _plans.get(key)
+    fresh = ctx.store.read_if_changed(WORK, _chunks_blob(job_id), cached and cached.etag)
+    if fresh is None:
+        assert cached is not None
+        plan = cached
+    else:
+        data, etag = fresh
+        chunks = json.loads(data)["chunks"]
+        if [c["index"] for c in chunks] != list(range(len(chunks))):
+            raise ValueError(f"the chunk plan of {job_id} does not number its chunks in order")
+        plan = _Plan(etag, array("q", (c["start"] for c in chunks)),
+                     array("q", (c["frames"] for c in chunks)))
+    with _plans_lock:
+        _plans[key] = plan
+        _plans.move_to_end(key)
+        while len(_plans) > PLAN_CACHE_JOBS:
+            _plans.popitem(last=False)
+    return plan
+
+
 def load_chunks(ctx: Context, job_id: str) -> list[Chunk]:
-    return [Chunk(**c) for c in ctx.store.read_json(WORK, _chunks_blob(job_id))["chunks"]]
+    plan = _load_plan(ctx, job_id)
+    return [Chunk(i, s, f) for i, (s, f) in enumerate(zip(plan.start, plan.frames))]
 
 
 # --------------------------------------------------------------------------------------------
@@ -395,7 +444,7 @@ def progress_job(ctx: Context, req: JobRequest, chunks: int, retried: dict[str, 
     """
     states = ctx.backend.task_states(req.job_id)
     by_id = {t.id: t for t in states}
-    chunk_frames = {c.index: c.frames for c in load_chunks(ctx, req.job_id)} if chunks else {}
+    chunk_frames = _load_plan(ctx, req.job_id).frames if chunks else array("q")
     counts = dict.fromkeys(("pending", "running", "succeeded", "failed", "missing"), 0)
     failures: list[dict[str, Any]] = []
     failed_total = 0
@@ -409,7 +458,7 @@ def progress_job(ctx: Context, req: JobRequest, chunks: int, retried: dict[str, 
         attempt = attempt_of(retried, index)
         task_id = chunk_task_id(index, attempt)
         t = by_id.get(task_id)
-        frames = chunk_frames.get(index, 0)
+        frames = chunk_frames[index] if index < len(chunk_frames) else 0
         if t is None:
             counts["missing"] += 1
             missing.append(index)

@@ -19,7 +19,8 @@ the 1-3 GPU-minute band), bounded by ``MAX_CHUNKS`` tasks per job. Precedence:
    (``SECONDS_PER_FRAME`` when measured, else the table below for ``BATCH_VM_SIZE``);
 3. else ``FRAMES_PER_CHUNK`` (the default, unchanged behaviour).
 
-In every case the job is cut into at most ``MAX_CHUNKS`` chunks.
+In every case the job is cut into at most ``MAX_CHUNKS`` chunks, and on Azure Batch into at
+most ``AZURE_SPLIT_MAX_CHUNKS`` (``chunk_cap``).
 
 **Speed and price tables** live here and nowhere else. CPU figures are measured
 (docs/architecture.md; 2 cores, fp32); GPU figures are *estimates* (VGG19 FLOPs at the working
@@ -162,6 +163,20 @@ def frame_cost(model: str, width: int, height: int, vm_size: str,
                      frame_s=per_frame, source=source)
 
 
+# Azure Batch refuses a task definition over 1 MB, and the split task lists one output file
+# per chunk, each with a SAS for that one blob: about 600 bytes with the user-delegation SAS
+# an Azure deployment signs and the longest names (tests/batch/test_split_task_size.py
+# measures it). 1,500 chunks leave a sixth of the limit spare.
+AZURE_SPLIT_MAX_CHUNKS = 1500
+
+
+def chunk_cap(settings: Settings) -> int:
+    """The most chunks a job may have: ``MAX_CHUNKS``, and on Azure Batch no more than one
+    split task can list."""
+    cap = max(1, settings.max_chunks)
+    return min(cap, AZURE_SPLIT_MAX_CHUNKS) if settings.batch_backend == "azure" else cap
+
+
 def choose_chunk_frames(frames: int, width: int, height: int, model: str, settings: Settings,
                      *, explicit: int | None = None, vm_size: str | None = None,
                      nodes: int | None = None) -> int:
@@ -198,7 +213,7 @@ def choose_chunk_frames(frames: int, width: int, height: int, model: str, settin
                     break
     else:
         wanted = settings.frames_per_chunk
-    at_least = math.ceil(frames / max(1, settings.max_chunks))  # never more than MAX_CHUNKS
+    at_least = math.ceil(frames / chunk_cap(settings))  # never more chunks than the cap
     return max(1, min(frames, max(wanted, at_least)))
 
 
@@ -265,7 +280,7 @@ def estimate(frames: int, width: int, height: int, model: str, nodes: int, vm_si
     dev = device(vm_size)
     cost = frame_cost(model, width, height, vm_size, s, seconds_per_frame)
     if chunk_frames and chunk_frames > 0:
-        fpc = max(1, min(frames, max(chunk_frames, math.ceil(frames / max(1, s.max_chunks)))))
+        fpc = max(1, min(frames, max(chunk_frames, math.ceil(frames / chunk_cap(s)))))
     else:
         fpc = choose_chunk_frames(frames, width, height, model, s, vm_size=vm_size, nodes=nodes)
     chunks = math.ceil(frames / fpc)
@@ -292,9 +307,10 @@ def estimate(frames: int, width: int, height: int, model: str, nodes: int, vm_si
     if spot:
         notes.append(f"Spot price assumed {int(SPOT_PRICE_FACTOR * 100)}% of pay-as-you-go; "
                      "preemptions add rework and time")
-    if chunks >= s.max_chunks:
-        notes.append(f"MAX_CHUNKS={s.max_chunks} bounds the task count: chunks are longer "
-                     "than the target")
+    if chunks >= chunk_cap(s):
+        bound = f"MAX_CHUNKS={s.max_chunks}" if chunk_cap(s) == s.max_chunks else \
+            f"one split task's {AZURE_SPLIT_MAX_CHUNKS} chunks (Azure Batch)"
+        notes.append(f"{bound} bounds the task count: chunks are longer than the target")
     if task_s > 180 and not chunk_frames:
         notes.append("tasks run over 3 GPU-minutes: a failure or preemption redoes more work")
     return Estimate(

@@ -30,6 +30,7 @@ from azure.core.exceptions import (
     ResourceExistsError,
     ResourceModifiedError,
     ResourceNotFoundError,
+    ResourceNotModifiedError,
 )
 from azure.storage.blob import (
     BlobSasPermissions,
@@ -148,6 +149,21 @@ class BlobStore:
 
     def read_json(self, container: str, name: str) -> Any:
         return json.loads(self.read_bytes(container, name))
+
+    def read_if_changed(self, container: str, name: str,
+                        etag: str | None) -> tuple[bytes, str] | None:
+        """The blob's bytes and ETag, or None when it is still version ``etag``: one
+        conditional request (If-None-Match) that transfers no content while unchanged."""
+        condition = {"etag": f'"{etag}"', "match_condition": MatchConditions.IfModified} \
+            if etag else {}
+        try:
+            downloader = self.blob(container, name).download_blob(**condition)
+        except (ResourceNotModifiedError, ResourceModifiedError) as exc:
+            # A 304; the SDK names it by the error code the service sends (ConditionNotMet).
+            if exc.status_code == 304:
+                return None
+            raise
+        return downloader.readall(), downloader.properties.etag.strip('"')
 
     def write_json(self, container: str, name: str, value: Any) -> None:
         self.write_bytes(container, name, json.dumps(value, separators=(",", ":")).encode())

@@ -26,6 +26,7 @@ from shared.plan import (
     PRICE_TABLE_DATE,
     Estimate,
     choose_chunk_frames,
+    chunk_cap,
     estimate,
     frame_cost,
 )
@@ -144,12 +145,15 @@ def render(est: Estimate, source: str, settings: Settings, explicit: int | None 
     else:
         rule = f"FRAMES_PER_CHUNK={settings.frames_per_chunk}"
     kind = "Spot" if est.spot else "dedicated"
+    cap = chunk_cap(settings)
+    bound = f"MAX_CHUNKS={settings.max_chunks}" if cap == settings.max_chunks else \
+        "what one split task can list on Azure Batch"
     lines = [
         f"{source}: {est.frames} frames, {est.width}x{est.height} (model works at {w}x{h}), "
         f"model {est.model}",
         f"pool:      up to {est.nodes} x {est.vm_size} ({est.gpu}), {kind}",
         f"chunks:    {est.chunks} x {est.frames_per_chunk} frames ({rule}; at most "
-        f"MAX_CHUNKS={settings.max_chunks})",
+        f"{cap}: {bound})",
         f"speed:     {est.seconds_per_frame:.3f} s/frame ({est.spf_source}); a task ~"
         f"{est.task_seconds:.0f} s including start-up",
     ]

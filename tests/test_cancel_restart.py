@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 
+from shared.settings import install_settings
 from tests.conftest import Harness
 
 
@@ -40,10 +42,13 @@ def test_cancelled_job_leaves_nothing_and_restarts_through_post(make_harness, cl
     assert not list(h.store.list("work", f"{job_id}/"))
     final, _ = h.watch(job_id, timeout=30)
     assert final["state"] == "cancelled" and final["chunks"]["running"] == 0
+    assert h.functions.http("DELETE", f"/api/jobs/{job_id}").status_code == 409  # not running
     time.sleep(1)
     assert not list(h.store.list("work", f"{job_id}/"))
 
-    # Restart: same job id, a fresh run that completes.
+    # Restart: same job id, a fresh run that completes. Its chunks need not be slow: the
+    # suite's few steps again (a job's tasks take the steps from the settings when submitted).
+    install_settings(replace(h.settings, gatys_steps=3, gatys_warm_steps=1))
     code, body = _post(h, {"blob": name, "style": "swirl"})
     assert code == 202 and body == {"id": job_id, "started": True, "status": f"/api/jobs/{job_id}"}
     final, seen = h.watch(job_id)
@@ -81,7 +86,7 @@ def test_failed_chunks_and_retries_of_both_layers_show_in_the_status(make_harnes
     # An encoder preset ffmpeg does not know: every run of the chunk task fails (retryably).
     h = make_harness(OUTPUT_PRESET="no-such-preset", TASK_MAX_RETRIES="1",
                      MAX_CHUNK_ATTEMPTS="2", FRAMES_PER_CHUNK="40")
-    name = h.upload(clips["bbb_small"], style="swirl")
+    name = h.upload(clips["bbb_small"], style="swirl", model="fast")  # cheapest failing runs
     h.functions.trigger_blob(name)
     final, _ = h.watch(h.job_id_for(name))
     assert final["state"] == "failed" and "chunk 0 failed 2 times" in final["error"], final
