@@ -254,6 +254,15 @@ def test_an_upload_url_counts_against_the_callers_unfinished_jobs(make_harness, 
     code, issued = _call(h, "POST", "/api/uploads", as_(ALICE), {"name": "first.mp4"})
     assert _put_blocks(issued["url"], clips["bbb_small"].read_bytes()) == 201
     h.functions.trigger_blob(issued["blob"])
+    # Once Alice can see her first job working, a second upload URL is refused.
+    code, found = _call(h, "GET", "/api/uploads", as_(ALICE), params={"blob": issued["blob"]})
+    assert code == 200 and found["started"] is True, found
+    deadline, state = time.monotonic() + 60, None
+    while state != "probing" and time.monotonic() < deadline:
+        state = _call(h, "GET", f"/api/jobs/{found['job']}", as_(ALICE))[1]["state"]
+        assert state in ("queued", "probing"), state
+        time.sleep(0.1)
+    assert state == "probing", state
     code, body = _call(h, "POST", "/api/uploads", as_(ALICE), {"name": "second.mp4"})
     assert code == 429 and "MAX_ACTIVE_JOBS_PER_CALLER" in body["error"]
     assert _call(h, "POST", "/api/uploads", as_(BOB), {"name": "second.mp4"})[0] == 201
