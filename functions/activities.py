@@ -89,7 +89,29 @@ def progress(payload: Payload) -> Payload:
 @bp.activity_trigger(input_name="payload", activity="stitch")
 @redact_errors
 def stitch(payload: Payload) -> Payload:
-    return _traced("stitch", payload, lambda r: pipeline.stitch_job(_ctx(), r))
+    return _traced("stitch", payload, lambda r: pipeline.stitch_job(
+        _ctx(), r, int(payload.get("attempt", 1))))
+
+
+@bp.activity_trigger(input_name="payload", activity="stitch_state")
+@redact_errors
+def stitch_state(payload: Payload) -> Payload:
+    return _traced("stitch_state", payload, lambda r: pipeline.stitch_state(
+        _ctx(), r, int(payload["attempt"])))
+
+
+@bp.activity_trigger(input_name="payload", activity="publish")
+@redact_errors
+def publish(payload: Payload) -> Payload:
+    return _traced("publish", payload, lambda r: pipeline.publish_job(
+        _ctx(), r, str(payload["item"])))
+
+
+@bp.activity_trigger(input_name="payload", activity="publish_state")
+@redact_errors
+def publish_state(payload: Payload) -> Payload:
+    return _traced("publish_state", payload, lambda r: pipeline.publish_state(
+        _ctx(), r, str(payload["item"])))
 
 
 @bp.activity_trigger(input_name="payload", activity="cleanup")

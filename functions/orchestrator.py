@@ -1,5 +1,5 @@
 """The `video_pipeline` orchestrator: probe → split on Batch → (train) → score on Batch → stitch
-→ cleanup.
+on Batch → publish (a server-side copy into outgoing/) → cleanup.
 
 A pure generator: no I/O, no clocks but ``context.current_utc_datetime``, no randomness, no
 settings read at replay time (everything it needs is in its input). Progress is published as
@@ -22,7 +22,7 @@ from typing import Any
 
 import azure.durable_functions as df
 
-from shared.jobs import MAX_TIMELINE_ROWS, JobRequest, job_status
+from shared.jobs import MAX_TIMELINE_ROWS, PUBLISHED, JobRequest, job_status
 
 bp = df.Blueprint()
 
@@ -38,6 +38,8 @@ RESUMABLE = {
     "split_wait": ("probe", "chunks", "split_attempt", "stages"),
     "train": ("probe", "chunks", "retried", "failed", "train_attempt", "stages"),
     "monitor": ("probe", "chunks", "retried", "failed", "counts", "scoring_started", "stages"),
+    "stitch_wait": ("probe", "chunks", "stitch_attempt", "stages"),
+    "publish": ("probe", "chunks", "stitched", "stages"),
 }
 # The stage of a generation whose only work is to fail the job: an input this version cannot
 # follow is handed on to one (video_pipeline), which stops the job's Batch work and ends.
@@ -280,12 +282,25 @@ def video_pipeline(context: df.DurableOrchestrationContext):
         if lg["stage"] == "stitch":
             _stage(job, "stitch")
             job.publish("stitching")
-            result = job.expect_ok((yield from job.call("stitch")))
-            lg["result"] = result
-            if result.get("streams_dropped"):
-                lg.setdefault("warnings", []).append(
-                    "streams the output container cannot hold were dropped: "
-                    + ", ".join(result["streams_dropped"]))
+            lg["stitch_attempt"] = 1
+            result = job.expect_ok((yield from job.call("stitch", attempt=1)))
+            # A result that names the output is the earlier version's stitch, which ran in the
+            # Function and published it: replayed from a generation that version ran, it goes
+            # on to the cleanup as it did then.
+            lg["stage"] = "published" if "output" in result else "stitch_wait"
+            if "output" in result:
+                _note_dropped(job, result)
+        if lg["stage"] == "stitch_wait":
+            done = yield from _monitor_stitch(job)
+            if not done:
+                return None  # continued as new
+            lg["stage"] = "publish"
+        if lg["stage"] == "publish":
+            done = yield from _publish(job)
+            if not done:
+                return None  # continued as new
+            lg["stage"] = "published"
+        if lg["stage"] == "published":
             _stage(job, "cleanup")
             yield from job.call("cleanup", failed=False, stages=lg["stages"])
             return job.publish("completed")
@@ -511,3 +526,76 @@ def _monitor_training(job: Job) -> Generator[Any, Any, bool]:
 def _train_percent(job: Job) -> float:
     steps = int(job.options.get("train_steps", 0)) or 1
     return min(100.0, 100.0 * job.ledger["train"]["progress"] / steps)
+
+
+def _note_dropped(job: Job, result: dict[str, Any]) -> None:
+    if result.get("streams_dropped"):
+        job.ledger.setdefault("warnings", []).append(
+            "streams the output container cannot hold were dropped: "
+            + ", ".join(result["streams_dropped"]))
+
+
+def _monitor_stitch(job: Job) -> Generator[Any, Any, bool]:
+    """Poll the stitch task (it joins the chunks on the pool) as ``_monitor_split`` polls the
+    split: retry it a bounded number of times, resubmit it when the Batch service does not
+    know it, fail the job at once on bad input."""
+    lg = job.ledger
+    rounds = 0
+    total = max(1, int(lg["probe"]["frames"]))
+    while True:
+        attempt = int(lg["stitch_attempt"])
+        s = yield from job.call("stitch_state", attempt=attempt)
+        if s["state"] == "succeeded":
+            lg["stitched"] = {k: s.get(k) for k in ("frames", "size_bytes", "streams_dropped")}
+            _note_dropped(job, s)
+            return True
+        if s["state"] == "missing":
+            job.expect_ok((yield from job.call("stitch", attempt=attempt)))
+        elif s["state"] == "failed":
+            reason = s.get("error") or f"exit code {s.get('exit_code')}"
+            if s.get("bad_input"):
+                raise JobFailed(reason)
+            if attempt >= job.max_attempts:
+                raise JobFailed(f"stitching the video failed {attempt} times; last error: "
+                                f"{reason}")
+            lg["stitch_attempt"] = attempt + 1
+            job.expect_ok((yield from job.call("stitch", attempt=attempt + 1)))
+        job.publish("stitching",
+                    stage_percent=min(100.0, 100.0 * int(s.get("frames_done", 0)) / total))
+        rounds += 1
+        if rounds >= job.rounds_per_generation:
+            _continue(job)
+            return False
+        yield job.context.create_timer(_now(job.context) + job.poll)
+
+
+def _publish(job: Job) -> Generator[Any, Any, bool]:
+    """Copy the stitch task's results into outgoing/ (server-side copies the activities start
+    and look at, each one request), the preview first; follow a copy that has not finished
+    on a durable timer. A copy the service reports failed is started again, a bounded
+    number of times."""
+    lg = job.ledger
+    done = lg.setdefault("published", [])
+    rounds = 0
+    for item in PUBLISHED:
+        if item in done:
+            continue
+        r = job.expect_ok((yield from job.call("publish", item=item)))
+        copies = 1
+        while r["copy"] != "success":
+            if r["copy"] != "pending":
+                if copies >= job.max_attempts:
+                    raise JobFailed(f"copying the {item} into outgoing/ failed {copies} "
+                                    f"times; last error: {r.get('error') or r['copy']}")
+                copies += 1
+                r = job.expect_ok((yield from job.call("publish", item=item)))
+                continue
+            job.publish("stitching", stage_percent=100.0)
+            rounds += 1
+            if rounds >= job.rounds_per_generation:
+                _continue(job)  # the next generation asks again: a pending copy is kept
+                return False
+            yield job.context.create_timer(_now(job.context) + job.poll)
+            r = yield from job.call("publish_state", item=item)
+        done.append(item)
+    return True

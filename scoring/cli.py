@@ -5,6 +5,9 @@
     python -m scoring flicker OUT.mkv
     python -m scoring split --input clip.mp4 --probe probe.json --chunks chunks.json \
         --out-dir chunks
+    python -m scoring stitch --input clip.mp4 --probe probe.json --chunks chunks.json \
+        --stylized-dir stylized --output result.mp4 --preview preview.jpg \
+        --preview-source chunk.mkv
 
 The command lines, exit codes and events are the app's contract with the nodes
 (``shared/contract.py``): 0 success, 2 bad input (do not retry), anything else retryable;
@@ -29,6 +32,7 @@ from shared.contract import (
     EXIT_OK,
     EXIT_RETRY,
     add_split_arguments,
+    add_stitch_arguments,
     add_stylize_arguments,
 )
 from shared.video import VideoError
@@ -79,6 +83,13 @@ def _parser() -> argparse.ArgumentParser:
                                     "re-encode as the plan says; every frame keeps its "
                                     "timestamp.")
     add_split_arguments(sp)
+    sc = sub.add_parser("stitch", formatter_class=fmt,
+                        help="join the stylized chunks into the output video (the stitch task)",
+                        description="Join the stylized chunks, every frame given the input's "
+                                    "timestamp, with every other stream of INPUT copied as it "
+                                    "is, into OUTPUT (the container its extension names); and "
+                                    "the before/after preview.")
+    add_stitch_arguments(sc)
     return ap
 
 
@@ -102,6 +113,43 @@ def _run_split(args: argparse.Namespace) -> dict:
     paths = split(args.input, probe, chunks, plan["mode"], args.out_dir, on_chunk=done)
     return {"chunks": len(paths), "frames": probe.frames, "mode": plan["mode"],
             "seconds": round(time.perf_counter() - t0, 3)}
+
+
+def _run_stitch(args: argparse.Namespace) -> dict:
+    import json
+    from pathlib import Path
+
+    from shared.contract import StitchTask
+    from shared.video import Chunk, Probe, make_preview, output_format, stitch
+
+    with open(args.probe) as fh:
+        probe = Probe.from_json(json.load(fh))
+    with open(args.chunks) as fh:
+        chunks = [Chunk(**c) for c in json.load(fh)["chunks"]]
+    task = StitchTask(input=args.input, output=args.output, stylized_dir=args.stylized_dir)
+    sources = [task.stylized_file(c.index) for c in chunks]
+    missing = [s for s in sources if not Path(s).is_file()]
+    if missing:  # the node's files, not the video: worth another try
+        raise FileNotFoundError(f"{len(missing)} stylized chunks missing, first {missing[0]}")
+
+    def done(chunk: Chunk) -> None:
+        # Progress in frames, as the backends count it (the last frame joined).
+        emit(EVENT_FRAME, index=chunk.start + chunk.frames - 1, chunk=chunk.index)
+
+    t0 = time.perf_counter()
+    result = stitch(args.input, probe, chunks, sources, args.output,
+                    output_format(Path(args.output).suffix.lstrip(".")), on_chunk=done)
+    make_preview(args.preview_source, sources[StitchTask.preview_chunk(len(chunks))], probe,
+                 args.preview)
+    summary = {"frames": result.frames, "size_bytes": result.size_bytes,
+               "streams_copied": result.streams_copied,
+               "streams_dropped": result.streams_dropped,
+               "seconds": round(time.perf_counter() - t0, 3)}
+    if args.summary:
+        tmp = Path(f"{args.summary}.part")
+        tmp.write_text(json.dumps(summary))
+        tmp.replace(args.summary)
+    return summary
 
 
 def _run_stylize(args: argparse.Namespace) -> dict:
@@ -135,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
             summary = _run_stylize(args)
         elif args.command == "split":
             summary = _run_split(args)
+        elif args.command == "stitch":
+            summary = _run_stitch(args)
         elif args.command == "train":
             from scoring.train import run_train_args
 

@@ -3,10 +3,11 @@
 What the app tells a node, and what a node tells back:
 
 - **task command lines**: ``python -m scoring stylize …`` (one chunk), ``python -m scoring
-  train …`` (a fast model) and ``python -m scoring split …`` (the input cut into its chunks),
-  built here (``StylizeTask.argv``, ``TrainTask.argv``, ``SplitTask.argv``) for
+  train …`` (a fast model), ``python -m scoring split …`` (the input cut into its chunks) and
+  ``python -m scoring stitch …`` (the stylized chunks joined into the output), built here
+  (``StylizeTask.argv``, ``TrainTask.argv``, ``SplitTask.argv``, ``StitchTask.argv``) for
   ``shared/pipeline.py`` and parsed by ``scoring/cli.py`` with the options declared here
-  (``add_stylize_arguments``, ``add_split_arguments``);
+  (``add_stylize_arguments``, ``add_split_arguments``, ``add_stitch_arguments``);
 - **exit codes**: 0 success, 2 bad input (never retried), anything else retryable;
 - **events**: the JSON lines a task writes (progress on stdout, a last ``error`` line on
   stderr), their names, their format (``event_line``) and the one reader of them that both
@@ -321,3 +322,50 @@ def add_stylize_arguments(ap: argparse.ArgumentParser) -> None:
                          "(gatys) cross-fade this many last frames into what it will compute")
     ap.add_argument("--threads", type=int, default=0,
                     help="torch CPU threads; 0 = all cores")
+
+
+@dataclass(frozen=True)
+class StitchTask:
+    """``python -m scoring stitch``: join the stylized chunks with the input's other streams
+    into the output file and the before/after preview (see ``add_stitch_arguments``).
+    Progress: a ``frame`` event per chunk joined, its last frame's index. The summary (frames,
+    size, streams copied and dropped) goes to ``summary`` as JSON as well as to stdout."""
+
+    input: str
+    output: str  # result.<ext>: the muxer follows the extension (the input's container)
+    probe: str = "probe.json"
+    chunks: str = "chunks.json"
+    stylized_dir: str = "stylized"  # <index:05d>.mkv, one per planned chunk
+    preview: str = "preview.jpg"
+    preview_source: str = "preview_source.mkv"  # the original chunk ``preview_chunk`` names
+    summary: str = "stitch.json"
+
+    def argv(self) -> list[str]:
+        return [*SCORING_COMMAND, "stitch", "--input", self.input, "--probe", self.probe,
+                "--chunks", self.chunks, "--stylized-dir", self.stylized_dir,
+                "--output", self.output, "--preview", self.preview,
+                "--preview-source", self.preview_source, "--summary", self.summary]
+
+    def stylized_file(self, index: int) -> str:
+        """Where the task finds stylized chunk ``index`` (relative to its working directory)."""
+        return f"{self.stylized_dir}/{index:05d}.mkv"
+
+    @staticmethod
+    def preview_chunk(chunks: int) -> int:
+        """The chunk whose first frame the preview shows, before and after: the middle one."""
+        return chunks // 2
+
+
+def add_stitch_arguments(ap: argparse.ArgumentParser) -> None:
+    """The options of ``python -m scoring stitch`` (``StitchTask``)."""
+    ap.add_argument("--input", required=True, help="the uploaded video (its other streams)")
+    ap.add_argument("--probe", required=True, help="its probe (JSON, per-frame timestamps)")
+    ap.add_argument("--chunks", required=True, help="the chunk plan (JSON)")
+    ap.add_argument("--stylized-dir", required=True,
+                    help="the stylized chunks (<index:05d>.mkv, one per planned chunk)")
+    ap.add_argument("--output", required=True,
+                    help="the output video; its extension names the container")
+    ap.add_argument("--preview", required=True, help="the before/after JPEG")
+    ap.add_argument("--preview-source", required=True,
+                    help="the original chunk the preview's 'before' comes from (the middle one)")
+    ap.add_argument("--summary", default=None, help="also write the summary here (JSON)")

@@ -44,6 +44,9 @@ INPUT_EXTENSIONS = (*VIDEO_EXTENSIONS, "avi", "ts", "mts", "m2ts", "mpg", "mpeg"
                     "3gp", "ogv", "mxf")
 STYLE_EXTENSIONS = ("jpg", "jpeg", "png")
 
+# What a job publishes into outgoing/, in this order: the preview first, so the video's
+# appearance means the job's results are all there.
+PUBLISHED = ("preview", "video")
 STATES = ("queued", "probing", "splitting", "training", "scoring", "stitching",
           "completed", "failed", "cancelled")
 TERMINAL_STATES = ("completed", "failed", "cancelled")
@@ -297,7 +300,7 @@ def job_status(req: JobRequest, state: str, *, updated: str,
     """The job status JSON (contract), as stored in the orchestration's custom status.
 
     ``percent`` is overall progress: probing/splitting count for the first 5 %, scoring for
-    5–95 % in proportion to frames done, stitching the rest.
+    5–95 % in proportion to frames done, stitching the rest (up to 99 % until completed).
     """
     assert state in STATES, state
     chunks = {"total": 0, "done": 0, "running": 0, "failed": 0, **(chunks or {})}
@@ -309,8 +312,8 @@ def job_status(req: JobRequest, state: str, *, updated: str,
         percent = 5.0 * (stage_percent or 0.0) / 100.0
     elif state == "scoring":
         percent = 5.0 + 90.0 * (frames_done / frames_total if frames_total else 0.0)
-    elif state == "stitching":
-        percent = 95.0
+    elif state == "stitching":  # the stitch task's progress, then publishing
+        percent = 95.0 + 4.0 * (stage_percent or 0.0) / 100.0
     else:  # failed / cancelled keep the progress they had
         percent = 5.0 + 90.0 * (frames_done / frames_total) if frames_total else 0.0
     status: dict[str, Any] = {

@@ -8,10 +8,11 @@ Bad input is not an exception here: a step returns ``{"ok": False, "error": "<re
 the orchestrator fails the job at once with that reason instead of retrying. Exceptions mean
 "transient, worth retrying" (storage hiccups, a node lost, ...).
 
-A job works on the version of the input it was given: every read of ``incoming`` (probe,
-split, the stitch's copy of the audio) is conditional on the request's ETag. If the blob is
-replaced (or deleted) while the job runs, the read fails and the job fails with that reason —
-it never mixes two uploads; the new upload has a job of its own.
+A job works on the version of the input it was given: every read of ``incoming`` here is
+conditional on the request's ETag, and the split and stitch tasks, which download it by name,
+are checked against that ETag when they end. If the blob is replaced (or deleted) while the
+job runs, the job fails with that reason — it never mixes two uploads; the new upload has a
+job of its own.
 """
 
 from __future__ import annotations
@@ -20,12 +21,11 @@ import json
 import logging
 import os
 import re
-import tempfile
 import threading
-import time
 from array import array
 from collections import OrderedDict
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -41,9 +41,10 @@ from shared.batch import (
     chunk_task_id,
     get_backend,
     split_task_id,
+    stitch_task_id,
     train_task_id,
 )
-from shared.contract import SplitTask, StylizeTask, TrainTask
+from shared.contract import SplitTask, StitchTask, StylizeTask, TrainTask
 from shared.jobs import (
     INCOMING,
     MAX_TIMELINE_ROWS,
@@ -62,16 +63,13 @@ from shared.jobs import (
 )
 from shared.redact import redact
 from shared.settings import Settings
-from shared.storage import BlobStore, BlockWriter, get_store
+from shared.storage import BlobCopy, BlobStore, BlockWriter, get_store
 from shared.video import (
     Chunk,
     Probe,
     VideoError,
-    make_preview,
-    output_format,
     plan_chunks,
     probe,
-    stitch,
 )
 
 log = logging.getLogger(__name__)
@@ -525,46 +523,130 @@ def _short(text: str | None, limit: int = 300) -> str | None:
 # stitch and cleanup
 
 
-def stitch_job(ctx: Context, req: JobRequest) -> dict[str, Any]:
-    """Join the stylized chunks with the original's other streams into outgoing/, plus a
-    preview. The output streams into the blob's staged blocks as it is muxed (a few blocks of
-    memory and local disk, whatever its length); it is committed last, once whole."""
-    p = load_probe(ctx, req.job_id)
+def _result_work_blob(job_id: str, ext: str) -> str:
+    """Where the stitch task leaves the output video, before ``publish`` copies it."""
+    return f"{work_prefix(job_id)}result.{ext}"
+
+
+def _preview_work_blob(job_id: str) -> str:
+    return f"{work_prefix(job_id)}preview.jpg"
+
+
+def _stitch_summary_blob(job_id: str) -> str:
+    return f"{work_prefix(job_id)}stitch.json"
+
+
+def stitch_job(ctx: Context, req: JobRequest, attempt: int = 1) -> dict[str, Any]:
+    """Submit the stitch task (``python -m scoring stitch``), which joins the stylized chunks
+    with the original's other streams into work/<job>/result.<ext> and the preview on a node.
+    Bounded whatever the video's length: the join itself runs as Batch work."""
+    for name in (req.output, req.preview):
+        taken = _result_taken(ctx, req, name)
+        if taken:  # before the work: a name another job holds stays refused
+            return _bad(taken)
+    changed = input_changed(ctx, req)
+    if changed:
+        return _bad(changed)
     chunks = load_chunks(ctx, req.job_id)
-    sources = [ctx.store.source(WORK, stylized_blob(req.job_id, c.index)) for c in chunks]
+    ctx.backend.submit(req.job_id, [stitch_task(req, ctx.settings, chunks, attempt)])
+    return {"ok": True, "chunks": len(chunks)}
+
+
+def stitch_task(req: JobRequest, settings: Settings, chunks: list[Chunk],
+                attempt: int) -> TaskSpec:
+    """The Batch task that joins the stylized chunks (the stitch task contract): one
+    resource file per chunk, the output video, the preview and a summary out to work/<job>/."""
+    task_id = stitch_task_id(attempt)
+    _, in_ext = split_ext(req.blob)
+    _, ext = split_ext(req.output)  # one of VIDEO_EXTENSIONS: a plain word
+    task = StitchTask(input=f"input.{in_ext}" if in_ext.isascii() and in_ext.isalnum()
+                      else "input", output=f"result.{ext}")
+    middle = chunks[StitchTask.preview_chunk(len(chunks))].index
+    resources = [ResourceFile(BlobRef(INCOMING, req.blob), task.input),
+                 ResourceFile(BlobRef(WORK, _probe_blob(req.job_id)), task.probe),
+                 ResourceFile(BlobRef(WORK, _chunks_blob(req.job_id)), task.chunks),
+                 ResourceFile(BlobRef(WORK, chunk_blob(req.job_id, middle)),
+                              task.preview_source),
+                 *(ResourceFile(BlobRef(WORK, stylized_blob(req.job_id, c.index)),
+                                task.stylized_file(c.index)) for c in chunks)]
+    outputs = [OutputFile(task.output, BlobRef(WORK, _result_work_blob(req.job_id, ext))),
+               OutputFile(task.preview, BlobRef(WORK, _preview_work_blob(req.job_id))),
+               OutputFile(task.summary, BlobRef(WORK, _stitch_summary_blob(req.job_id)))]
+    return TaskSpec(
+        id=task_id, command=task.argv(), resource_files=resources,
+        output_files=[*outputs, *_log_files(req.job_id, task_id)],
+        kind="stitch", frames=sum(c.frames for c in chunks),
+        max_wall_s=settings.task_max_wall_s, max_retries=settings.task_max_retries)
+
+
+def stitch_state(ctx: Context, req: JobRequest, attempt: int) -> dict[str, Any]:
+    """Where the stitch task stands, as ``split_state`` says it for the split; once it has
+    succeeded, also its summary: ``frames``, ``size_bytes``, ``streams_dropped``.
+
+    The task downloads the input by name: a replaced input fails the job here, with that
+    reason, before anything is published."""
+    t = next((t for t in ctx.backend.task_states(req.job_id)
+              if t.id == stitch_task_id(attempt)), None)
+    if t is None:
+        return {"state": "missing", "frames_done": 0}
+    result: dict[str, Any] = {"state": t.state, "frames_done": t.frames_done,
+                              "exit_code": t.exit_code, "bad_input": t.bad_input,
+                              "error": _short(t.error)}
+    if t.state == "succeeded":
+        changed = input_changed(ctx, req)
+        if changed:
+            result.update(state="failed", bad_input=True, error=changed)
+        else:
+            summary = ctx.store.read_json(WORK, _stitch_summary_blob(req.job_id))
+            result.update({k: summary[k] for k in ("frames", "size_bytes", "streams_dropped")})
+    return result
+
+
+def _published(req: JobRequest, item: str) -> tuple[str, str, str]:
+    """(source in work/, name in outgoing/, content type) of one published result."""
+    if item == "preview":
+        return _preview_work_blob(req.job_id), req.preview, "image/jpeg"
+    if item != "video":
+        raise ValueError(f"nothing to publish called {item!r}")
     _, ext = split_ext(req.output)
-    started = time.monotonic()
-    taken = _result_taken(ctx, req, req.output)
-    if taken:  # before the work: a name another job holds stays refused
+    return (_result_work_blob(req.job_id, ext), req.output,
+            f"video/{'x-matroska' if ext == 'mkv' else ext}")
+
+
+def publish_job(ctx: Context, req: JobRequest, item: str) -> dict[str, Any]:
+    """Copy one of the stitch task's results (``item``: preview or video) from work/ into
+    outgoing/ by reference: a server-side copy (Copy Blob), so no byte passes through the
+    Function and the call takes one request whatever the size. Under the rules of
+    ``write_result``: never onto another job's blob. Returns ``copy``: the copy's status
+    (``pending`` until the service has finished it: ``publish_state`` follows it)."""
+    source, name, content_type = _published(req, item)
+    copy = ctx.store.blob_copy((WORK, source), (OUTGOING, name), ttl=_copy_ttl(ctx.settings))
+    state = ctx.store.copy_state(OUTGOING, name)
+    if state is not None and state.metadata.get("job") == req.job_id and \
+            state.status == "pending" and state.source == copy.source_url():
+        return {"ok": True, "copy": "pending"}  # started by an earlier try of this call
+    # Metadata travels as HTTP headers (ASCII): the source name is percent-encoded UTF-8.
+    meta = {"job": req.job_id, "source": metadata_value(f"{INCOMING}/{req.blob}"),
+            "style": req.style, "model": req.model}
+    taken = write_result(ctx, req, name, copy, meta, content_type)
+    if taken:
         return _bad(taken)
-    writer = ctx.store.block_writer(OUTGOING, req.output)
-    with tempfile.TemporaryDirectory(prefix="stitch-") as tmp:
-        try:
-            result = stitch(_input(ctx, req), p, chunks, sources, Path(tmp) / f"out.{ext}",
-                            output_format(ext), sink=writer)
-        except Exception as exc:
-            return _failed_reading_input(ctx, req, exc)
-        writer.seal(result.blocks)
-        middle = chunks[len(chunks) // 2]
-        preview = Path(tmp) / "preview.jpg"
-        make_preview(ctx.store.source(WORK, chunk_blob(req.job_id, middle.index)),
-                     sources[len(chunks) // 2], p, preview)
-        # Metadata travels as HTTP headers (ASCII): the source name is percent-encoded UTF-8.
-        meta = {"job": req.job_id, "source": metadata_value(f"{INCOMING}/{req.blob}"),
-                "style": req.style, "model": req.model}
-        # The preview first: the video's appearance in outgoing/ means the job is complete.
-        for name, what, content_type in (
-                (req.preview, preview, "image/jpeg"),
-                (req.output, writer, f"video/{'x-matroska' if ext == 'mkv' else ext}")):
-            taken = write_result(ctx, req, name, what, meta, content_type)
-            if taken:
-                return _bad(taken)
-    return {"ok": True, "output": f"{OUTGOING}/{req.output}",
-            "preview": f"{OUTGOING}/{req.preview}",
-            "frames": result.frames, "size_bytes": result.size_bytes,
-            "streams_dropped": result.streams_dropped, "blocks": result.blocks,
-            "peak_disk_bytes": result.peak_disk_bytes,
-            "seconds": round(time.monotonic() - started, 2)}
+    return {"ok": True, "copy": copy.status, "output": f"{OUTGOING}/{name}"}
+
+
+def publish_state(ctx: Context, req: JobRequest, item: str) -> dict[str, Any]:
+    """Where the copy ``publish_job`` started stands: ``copy`` (pending, success, failed,
+    aborted) and the service's description of a failure."""
+    _, name, _ = _published(req, item)
+    state = ctx.store.copy_state(OUTGOING, name)
+    if state is None or state.metadata.get("job") != req.job_id:
+        return {"copy": "failed", "error": f"{OUTGOING}/{name} is not there any more"}
+    return {"copy": state.status or "success", "error": _short(state.description)}
+
+
+def _copy_ttl(settings: Settings) -> timedelta:
+    """How long the storage service may read a copy's source: as long as a task's SAS."""
+    return timedelta(seconds=settings.task_max_wall_s, minutes=settings.sas_slack_minutes)
 
 
 def _result_taken(ctx: Context, req: JobRequest, name: str) -> str | None:
@@ -577,15 +659,15 @@ def _result_taken(ctx: Context, req: JobRequest, name: str) -> str | None:
     return None
 
 
-def write_result(ctx: Context, req: JobRequest, name: str, what: Path | BlockWriter,
+def write_result(ctx: Context, req: JobRequest, name: str, what: Path | BlockWriter | BlobCopy,
                  meta: dict[str, str], content_type: str) -> str | None:
     """Write one result to outgoing/ without ever replacing another job's blob: create it
     only if the name is free (If-None-Match), or replace it only if this job wrote it (a
-    retried stitch) and only that version (If-Match). ``what`` is a local file, or staged
-    blocks to commit. Returns why not, or None when written."""
+    retried stitch) and only that version (If-Match). ``what`` is a local file, staged
+    blocks to commit, or a server-side copy to start. Returns why not, or None when written."""
 
     def put(**condition: Any) -> None:
-        if isinstance(what, BlockWriter):
+        if isinstance(what, BlockWriter | BlobCopy):
             what.commit(meta, content_type, **condition)
         else:
             ctx.store.upload_file(OUTGOING, name, what, metadata=meta,
@@ -607,7 +689,7 @@ def write_result(ctx: Context, req: JobRequest, name: str, what: Path | BlockWri
     return None
 
 
-_TASK_ID = re.compile(r"^(?:chunk-(\d+)-a(\d+)|(train|split)-a(\d+))$")
+_TASK_ID = re.compile(r"^(?:chunk-(\d+)-a(\d+)|(train|split|stitch)-a(\d+))$")
 
 
 def task_report(ctx: Context, req: JobRequest) -> list[dict[str, Any]]:

@@ -128,6 +128,25 @@ class BlobStore:
         """A blob written block by block (each staged as it is ready, then committed whole)."""
         return BlockWriter(self.blob(container, name))
 
+    def blob_copy(self, source: tuple[str, str], dest: tuple[str, str],
+                  ttl: timedelta = timedelta(hours=1)) -> BlobCopy:
+        """A blob ``dest`` (container, name) to be written by a server-side copy of ``source``
+        (``BlobCopy``); ``ttl``: how long the service may read the source for it."""
+        return BlobCopy(self, source, dest, ttl)
+
+    def copy_state(self, container: str, name: str) -> CopyState | None:
+        """The last copy into a blob (``BlobCopy``), or None when there is no such blob."""
+        try:
+            p = self.blob(container, name).get_blob_properties()
+        except ResourceNotFoundError:
+            return None
+        copy = p.copy
+        status = getattr(copy.status, "value", copy.status) if copy and copy.status else None
+        source = copy.source.split("?", 1)[0] if copy and copy.source else None
+        return CopyState(status=status, source=source,
+                         description=copy.status_description if copy else None,
+                         metadata=dict(p.metadata or {}))
+
     def download_file(self, container: str, name: str, path: str | os.PathLike) -> int:
         """Stream a blob to ``path`` (written atomically). Returns its size."""
         path = Path(path)
@@ -351,6 +370,56 @@ class BlockWriter:
             if condition.get("match_condition") is MatchConditions.IfMissing:
                 raise ResourceExistsError("the blob exists") from None
             raise
+
+
+@dataclass(frozen=True)
+class CopyState:
+    """Where the last server-side copy into a blob stands (Copy Blob's properties)."""
+
+    status: str | None  # pending, success, aborted, failed; None: the blob was not copied
+    source: str | None  # the source blob's URL without its query (no signature)
+    description: str | None
+    metadata: dict[str, str]
+
+
+class BlobCopy:
+    """A blob written by a server-side copy of another blob of the same account (Copy Blob):
+    no byte of it passes through this process, whatever its size, and the request returns at
+    once. The copy may finish later (``status`` pending): ``BlobStore.copy_state`` follows it.
+    The destination takes the source's content type, so ``commit`` sets that on the source
+    first, and the metadata given here."""
+
+    def __init__(self, store: BlobStore, source: tuple[str, str], dest: tuple[str, str],
+                 ttl: timedelta):
+        self._store, self._source, self._dest, self._ttl = store, source, dest, ttl
+        self.status: str | None = None  # the copy's status once started
+
+    def commit(self, metadata: dict[str, str] | None = None, content_type: str | None = None,
+               *, overwrite: bool = True, if_etag: str | None = None) -> None:
+        """Start the copy. ``overwrite=False`` copies only if no blob has the name (raises
+        ResourceExistsError otherwise); ``if_etag`` replaces only that version."""
+        from azure.storage.blob import ContentSettings
+
+        store = self._store
+        if content_type:
+            store.blob(*self._source).set_http_headers(ContentSettings(content_type=content_type))
+        # The service reads the source with a read-only SAS for that one blob (Copy Blob takes
+        # no token for it); it lives until the copy can have finished.
+        url = store.blob_sas_url(*self._source, ttl=self._ttl)
+        condition = _if_match(if_etag)
+        if not overwrite and not condition:
+            condition = {"match_condition": MatchConditions.IfMissing}  # If-None-Match: *
+        try:
+            result = store.blob(*self._dest).start_copy_from_url(url, metadata=metadata,
+                                                                 **condition)
+        except ResourceModifiedError:
+            if condition.get("match_condition") is MatchConditions.IfMissing:
+                raise ResourceExistsError("the blob exists") from None
+            raise
+        self.status = str(result.get("copy_status") or "pending")
+
+    def source_url(self) -> str:
+        return self._store.blob(*self._source).url
 
 
 @dataclass(frozen=True)

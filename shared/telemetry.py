@@ -12,7 +12,7 @@ from the tasks' own timestamps (queued, started, ended, node).
         ├─ stage split ── activity split, activity model_exists
         ├─ stage train ── activity submit, activity progress …, task train-1
         ├─ stage score ── activity submit, activity progress …, task chunk-00000-1 …
-        ├─ stage stitch ── activity stitch
+        ├─ stage stitch ── activity stitch, stitch_state …, publish …, task stitch-1
         └─ stage cleanup ── activity cleanup
 
 Exporters: Azure Monitor (App Insights) when APPLICATIONINSIGHTS_CONNECTION_STRING is set,
@@ -48,6 +48,7 @@ SCOPE = "stylebatch"
 ACTIVITY_STAGE = {"probe": "probe", "split": "split", "split_state": "split",
                   "model_exists": "split",
                   "submit": "score", "progress": "score", "stitch": "stitch",
+                  "stitch_state": "stitch", "publish": "stitch", "publish_state": "stitch",
                   "cleanup": "cleanup"}
 STAGES = ("probe", "split", "train", "score", "stitch", "cleanup")
 

@@ -16,13 +16,15 @@ from shared.batch.base import (
     TaskState,
     chunk_task_id,
     split_task_id,
+    stitch_task_id,
     train_task_id,
 )
 from shared.settings import Settings
 from shared.storage import BlobStore
 
 __all__ = ["BatchBackend", "BlobRef", "OutputFile", "ResourceFile", "TaskSpec", "TaskState",
-           "chunk_task_id", "split_task_id", "train_task_id", "get_backend"]
+           "chunk_task_id", "split_task_id", "stitch_task_id", "train_task_id",
+           "get_backend"]
 
 
 def get_backend(settings: Settings, store: BlobStore) -> BatchBackend:

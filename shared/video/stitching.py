@@ -24,7 +24,7 @@ import logging
 import os
 import threading
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -71,13 +71,16 @@ class StitchResult:
 
 def stitch(original: Source, p: Probe, chunks: list[Chunk], sources: list[Source],
            output: str | os.PathLike[str], fmt: str, *,
-           sink: BlockSink | None = None) -> StitchResult:
+           sink: BlockSink | None = None,
+           on_chunk: Callable[[Chunk], None] | None = None) -> StitchResult:
     """Join stylized chunks (``sources[i]`` holds ``chunks[i]``) into ``output``.
 
     ``original`` is read for its other streams. Streams the container refuses are dropped
     and reported (the job status shows them). With ``sink``, the file is streamed to it
     block by block and ``output`` is only scratch (deleted at the end); without, ``output``
-    is the finished file, its frame count checked.
+    is the finished file, its frame count checked. ``on_chunk(chunk)`` is called once each
+    chunk's packets have gone to the muxer (progress; again from the start if a stream the
+    container refuses makes the mux run twice).
     """
     assert len(chunks) == len(sources) and chunks, "one source per chunk"
     assert sum(c.frames for c in chunks) == p.frames, "chunks must cover every frame"
@@ -89,14 +92,16 @@ def stitch(original: Source, p: Probe, chunks: list[Chunk], sources: list[Source
     dropped: list[str] = []
     try:
         try:
-            follower = _mux(original, p, chunks, sources, codec, others, tmp, fmt, sink)
+            follower = _mux(original, p, chunks, sources, codec, others, tmp, fmt, sink,
+                            on_chunk)
         except VideoError:
             # A stream the output container cannot take (a data track, say): keep the rest.
             keep = [s for s in others if s.kind in ("audio", "subtitle")]
             dropped = [f"#{s.index} {s.kind} ({s.codec})" for s in others if s not in keep]
             if not dropped:
                 raise
-            follower = _mux(original, p, chunks, sources, codec, keep, tmp, fmt, sink)
+            follower = _mux(original, p, chunks, sources, codec, keep, tmp, fmt, sink,
+                            on_chunk)
             others = keep
         if follower is not None:
             return StitchResult(frames=p.frames, streams_copied=[s.index for s in others],
@@ -115,13 +120,13 @@ def stitch(original: Source, p: Probe, chunks: list[Chunk], sources: list[Source
 
 
 def _mux(original: Source, p: Probe, chunks: list[Chunk], sources: list[Source], codec: str,
-         streams: list[StreamInfo], out: Path, fmt: str,
-         sink: BlockSink | None) -> _Follower | None:
+         streams: list[StreamInfo], out: Path, fmt: str, sink: BlockSink | None,
+         on_chunk: Callable[[Chunk], None] | None = None) -> _Follower | None:
     """One run of the pipeline (video through a pipe, the rest from ``original``)."""
     out.unlink(missing_ok=True)
     read_end, write_end = os.pipe()
     follower = _Follower(out, sink) if sink is not None else None
-    feeder = _Feeder(p, chunks, sources, write_end, follower)
+    feeder = _Feeder(p, chunks, sources, write_end, follower, on_chunk)
     feeder.start()
     try:
         with served(original) as src:
@@ -175,10 +180,11 @@ class _Feeder(threading.Thread):
     """Writes the stylized video as NUT into a pipe; records what went wrong, if anything."""
 
     def __init__(self, p: Probe, chunks: list[Chunk], sources: list[Source], fd: int,
-                 follower: _Follower | None):
+                 follower: _Follower | None, on_chunk: Callable[[Chunk], None] | None = None):
         super().__init__(daemon=True, name="stitch-feeder")
         self.p, self.chunks, self.sources, self.fd = p, chunks, sources, fd
         self.follower = follower
+        self.on_chunk = on_chunk
         self.packets = 0
         self.error: BaseException | None = None
 
@@ -205,7 +211,8 @@ class _Feeder(threading.Thread):
             num, den = (int(x) for x in p.sar.split(":"))
             if num and den and num != den:
                 out_video.sample_aspect_ratio = Fraction(num, den)
-            for packet in _stylized_packets(p, self.chunks, self.sources, out_video, time_base):
+            for packet in _stylized_packets(p, self.chunks, self.sources, out_video, time_base,
+                                            self.on_chunk):
                 dst.mux(packet)
                 self.packets += 1
                 if self.follower is not None:
@@ -213,7 +220,8 @@ class _Feeder(threading.Thread):
 
 
 def _stylized_packets(p: Probe, chunks: list[Chunk], sources: list[Source], out_stream: Any,
-                      time_base: Fraction) -> Iterator[Any]:
+                      time_base: Fraction,
+                      on_chunk: Callable[[Chunk], None] | None = None) -> Iterator[Any]:
     previous = p.pts[0] - typical_gap(p.pts)
     for chunk, source in zip(chunks, sources):
         with opened(source) as src:
@@ -224,6 +232,8 @@ def _stylized_packets(p: Probe, chunks: list[Chunk], sources: list[Source], out_
             new_pts = p.pts[chunk.start:chunk.start + chunk.frames]
             yield from retimed(packets, new_pts, new_pts[0] - previous, out_stream, time_base)
             previous = new_pts[-1]
+        if on_chunk is not None:
+            on_chunk(chunk)
 
 
 _PUNCH_HOLE = 0x02 | 0x01  # FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE (Linux)
