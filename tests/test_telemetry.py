@@ -66,7 +66,8 @@ def test_one_job_is_one_trace_covering_every_stage_activity_and_chunk_task(
     assert set(stages) == {"probe", "split", "score", "stitch", "cleanup"}  # model trained
     assert all(s.parent.span_id == root.context.span_id for s in stages.values())
     expected = {"probe": "probe", "split": "split", "model_exists": "split", "submit": "score",
-                "progress": "score", "stitch": "stitch", "cleanup": "cleanup"}
+                "progress": "score", "stitch": "stitch", "stitch_state": "stitch",
+                "publish": "stitch", "cleanup": "cleanup"}
     for activity, stage in expected.items():
         runs = [s for s in spans if s.name == f"activity {activity}"]
         assert runs, activity
@@ -74,6 +75,8 @@ def test_one_job_is_one_trace_covering_every_stage_activity_and_chunk_task(
 
     (split_task,) = [s for s in spans if s.name.startswith("task split-")]
     assert by_id[split_task.parent.span_id].name == "stage split"  # the cut ran on the pool
+    (stitch_task,) = [s for s in spans if s.name.startswith("task stitch-")]
+    assert by_id[stitch_task.parent.span_id].name == "stage stitch"  # the join too
     tasks = sorted((s for s in spans if s.name.startswith("task chunk-")), key=lambda s: s.name)
     assert [s.attributes["chunk"] for s in tasks] == [0, 1, 2]  # 40 frames in chunks of 16
     assert [s.attributes["frames"] for s in tasks] == [16, 16, 8]

@@ -66,7 +66,8 @@ def test_every_function_loads_in_the_real_worker(app: worker.WorkerApp):
     assert kinds == {
         "on_upload": "blobTrigger", "video_pipeline": "orchestrationTrigger",
         **{a: "activityTrigger" for a in ("probe", "split", "split_state", "model_exists",
-                                          "submit", "progress", "stitch", "cleanup")},
+                                          "submit", "progress", "stitch", "stitch_state",
+                                          "publish", "publish_state", "cleanup")},
         **{h: "httpTrigger" for h in ("get_job", "list_jobs", "create_job", "cancel_job",
                                       "web_page", "web_styles", "web_upload", "web_upload_job",
                                       "web_links")},
