@@ -79,7 +79,7 @@ def test_a_job_an_earlier_version_listed_chunk_by_chunk_fails_clearly_and_restar
 
 @pytest.mark.parametrize("change,reason", [
     (lambda d: d.update(format=orchestrator.INPUT_FORMAT + 1), "newer version of stylebatch"),
-    (lambda d: d["ledger"].update(stage="stitch_wait"), "(stage 'stitch_wait')"),
+    (lambda d: d["ledger"].update(stage="mux_wait"), "(stage 'mux_wait')"),
     (lambda d: d["ledger"].pop("counts"), "(no counts at stage 'monitor')"),
     (lambda d: d["options"].pop("rounds_per_generation"), "no rounds_per_generation"),
 ], ids=["newer-format", "unknown-stage", "ledger-key-missing", "option-missing"])
@@ -119,7 +119,7 @@ def test_a_job_an_earlier_version_continued_without_a_format_is_continued_to_the
     final, seen = h.watch(h.job_id_for(name))
     assert final["state"] == "completed" and final["error"] is None, final
     assert final["frames"]["done"] == final["frames"]["total"] == 40
-    assert {"split_wait", "monitor"} <= set(carried), carried
+    assert {"split_wait", "monitor", "stitch_wait"} <= set(carried), carried
     assert seen.index("splitting") < seen.index("scoring") < seen.index("completed")
     assert h.store.exists("outgoing", final["output"].removeprefix("outgoing/"))
 
@@ -153,3 +153,40 @@ def test_a_generation_the_earlier_version_had_under_way_ends_cleanly_too(
     assert _activities(harness, req.job_id) == ["cleanup"]  # in a generation of its own
     assert harness.backend.task_states(req.job_id) == []  # its Batch work stopped
     assert harness.store.exists("incoming", name)
+
+
+def test_a_generation_the_previous_version_ran_to_its_stitch_replays_to_the_end(
+        harness: Harness, clips, monkeypatch):
+    """The version before the stitch ran on the pool called one ``stitch`` activity that
+    joined and published the result in the Function, then ``cleanup``. A generation it ran
+    up to that stitch is replayed by this code after a deploy: its history holds that
+    activity's result, which names the output, and this code goes on to the cleanup as that
+    version did (nothing else scheduled: no non-determinism), the job completed."""
+    from shared import pipeline
+
+    real = pipeline.stitch_job
+
+    def previous_version(ctx, req, attempt=1):
+        """What that version's stitch left: the result published, and its summary."""
+        assert real(ctx, req, attempt)["ok"]
+        deadline = time.monotonic() + 120
+        while (state := pipeline.stitch_state(ctx, req, attempt))["state"] != "succeeded":
+            assert state["state"] != "failed" and time.monotonic() < deadline, state
+            time.sleep(0.2)
+        for item in ("preview", "video"):
+            assert pipeline.publish_job(ctx, req, item)["copy"] == "success"
+        return {"ok": True, "output": f"outgoing/{req.output}",
+                "preview": f"outgoing/{req.preview}", "frames": state["frames"],
+                "size_bytes": state["size_bytes"], "streams_dropped": [], "blocks": 1,
+                "peak_disk_bytes": state["size_bytes"], "seconds": 1.0}
+
+    monkeypatch.setattr(pipeline, "stitch_job", previous_version)
+    name = harness.upload(clips["bbb_small"], style="swirl")
+    harness.functions.trigger_blob(name)
+    job_id = harness.job_id_for(name)
+    final, _ = harness.watch(job_id)
+    assert final["state"] == "completed" and final["error"] is None, final
+    steps = _activities(harness, job_id)
+    assert steps[steps.index("stitch"):] == ["stitch", "cleanup"], steps
+    assert harness.durable.wait_for(job_id, timeout=60).status == "Completed"
+    assert harness.store.exists("outgoing", final["output"].removeprefix("outgoing/"))

@@ -196,6 +196,25 @@ def _pretend_scored(ctx, req) -> None:
         ctx.store.write_bytes("work", stylized_blob(req.job_id, c.index), data)
 
 
+def _stitch_and_publish(ctx, req, timeout: float = 120) -> dict:
+    """The stitch task and the publish, as the orchestrator runs them."""
+    submitted = pipeline.stitch_job(ctx, req)
+    if not submitted["ok"]:
+        return submitted
+    deadline = time.monotonic() + timeout
+    while (state := pipeline.stitch_state(ctx, req, 1))["state"] != "succeeded":
+        if state["state"] == "failed":
+            return {"ok": False, "error": state["error"]}
+        assert time.monotonic() < deadline, "the stitch task did not finish"
+        time.sleep(0.2)
+    for item in ("preview", "video"):
+        published = pipeline.publish_job(ctx, req, item)
+        if not published["ok"]:
+            return published
+        assert published["copy"] == "success", published  # Azurite copies at once
+    return {"ok": True}
+
+
 def test_replaced_input_between_split_and_stitch_never_mixes_two_clips(
         harness: Harness, clips, other_audio, tmp_path):
     name = harness.upload(clips["bbb_small"], name="replaced-clip.mp4")
@@ -203,7 +222,7 @@ def test_replaced_input_between_split_and_stitch_never_mixes_two_clips(
     _pretend_scored(ctx, req)
     harness.store.upload_file("incoming", name, other_audio)  # the user re-uploads
 
-    result = pipeline.stitch_job(ctx, req)
+    result = _stitch_and_publish(ctx, req)
     assert result["ok"] is False
     assert "was replaced while the job ran; the new upload has a job of its own" in \
         result["error"]
@@ -214,12 +233,27 @@ def test_replaced_input_between_split_and_stitch_never_mixes_two_clips(
     ctx2, req2 = _probe_and_split(harness, name)
     assert req2.job_id != req.job_id and req2.output != req.output
     _pretend_scored(ctx2, req2)
-    assert pipeline.stitch_job(ctx2, req2)["ok"]
+    assert _stitch_and_publish(ctx2, req2)["ok"]
     out = tmp_path / "new.mp4"
     harness.store.download_file("outgoing", req2.output, out)
     audio = framemd5(out, "-map", "0:a", "-c", "copy")
     assert audio == framemd5(other_audio, "-map", "0:a", "-c", "copy")
     assert audio != framemd5(clips["bbb_small"], "-map", "0:a", "-c", "copy")
+
+
+def test_input_replaced_while_the_stitch_task_runs_fails_with_that_reason(
+        harness: Harness, clips, other_audio):
+    name = harness.upload(clips["bbb_small"], name="replaced-late-clip.mp4")
+    ctx, req = _probe_and_split(harness, name)
+    _pretend_scored(ctx, req)
+    assert pipeline.stitch_job(ctx, req)["ok"]
+    harness.store.upload_file("incoming", name, other_audio)  # the task reads it by name
+    deadline = time.monotonic() + 120
+    while (state := pipeline.stitch_state(ctx, req, 1))["state"] not in ("succeeded", "failed"):
+        assert time.monotonic() < deadline, "the stitch task did not finish"
+        time.sleep(0.2)
+    assert state["state"] == "failed" and state["bad_input"], state
+    assert "was replaced while the job ran" in state["error"]
 
 
 def test_a_pinned_read_fails_midway_when_the_input_is_replaced(harness: Harness, tmp_path):
