@@ -86,3 +86,24 @@ def test_the_planner_caps_a_long_film_on_azure_and_its_split_task_is_accepted(
     backend = make_backend()
     backend.submit(req.job_id, [pipeline.split_task(req, azure, _plan(chunks), 1)])
     assert [t.id for t in backend.task_states(req.job_id)] == ["split-a1"]
+
+
+def test_a_stitch_task_at_the_cap_fits_a_batch_task_definition_with_azure_signatures():
+    """The stitch task lists one resource file per chunk (a read SAS for its stylized
+    chunk): at the planner's Azure cap it fits the 1 MB task definition as the split does."""
+    settings = Settings(storage_account_url=f"https://{LONGEST_ACCOUNT}.blob.core.windows.net",
+                        batch_backend="azure",
+                        batch_account_url="https://b.westeurope.batch.azure.com",
+                        batch_account_name="b", batch_pool_id="stylebatch-gpu",
+                        batch_app_package="stylebatch")
+    backend = AzureBatchBackend(settings, _delegation_store(), client=mock.Mock())
+    req = _request()
+
+    def size(chunks: int) -> int:
+        spec = pipeline.stitch_task(req, settings, _plan(chunks), 1)
+        assert len(spec.resource_files) == chunks + 4  # input, probe, plan, preview's chunk
+        return len(json.dumps(backend.task_options(spec).as_dict(), separators=(",", ":")))
+
+    at_cap = size(plan.AZURE_SPLIT_MAX_CHUNKS)
+    print(f"stitch task of {plan.AZURE_SPLIT_MAX_CHUNKS} chunks: {at_cap} bytes")
+    assert at_cap < 0.9 * BATCH_TASK_LIMIT
