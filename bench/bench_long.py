@@ -11,10 +11,12 @@ split must re-encode every frame) and ``normal`` (a closed GOP every 2 s: stream
 Each case runs ``stylebatch run --model fast`` (the bundled swirl model, a small working size)
 in a fresh process, instrumented from inside:
 
-- wall time of the run, and each activity's longest run (the Function-side steps);
+- wall time of the run, and each activity's longest run (the Function-side steps: the stitch
+  is now ``stitch`` (submit), ``stitch_state`` and ``publish``, a server-side copy);
 - the Function side's peak RSS (the process that hosts the Functions and the Durable host; the
   Batch tasks, Azurite and ffmpeg children are other processes);
-- the stitch's peak local disk (the only Function step that writes temp files);
+- the stitch task's own wall time on the pool (from the task's start and end), and the size
+  of the output it made;
 - the orchestration history's longest generation and the largest custom status.
 
 Made clips are cached in ``--work`` (default ``.work/bench_long``). A ``normal`` clip longer than
@@ -110,8 +112,10 @@ def run_case(clip: Path, max_side: int, chunk_frames: int, slots: int, preset: s
     activity_max: dict[str, float] = {}
     stitch_result: dict[str, Any] = {}
     split_result: dict[str, Any] = {}
+    stitch_task: dict[str, Any] = {}
     for name in ("probe_job", "split_job", "split_state", "model_exists", "submit_job",
-                 "progress_job", "stitch_job", "cleanup_job"):
+                 "progress_job", "stitch_job", "stitch_state", "publish_job", "publish_state",
+                 "task_report", "cleanup_job"):
         real = getattr(pipeline, name)
 
         def timed(*args: Any, _real=real, _name=name, **kwargs: Any) -> Any:
@@ -119,8 +123,11 @@ def run_case(clip: Path, max_side: int, chunk_frames: int, slots: int, preset: s
             result = _real(*args, **kwargs)
             took = time.monotonic() - t0
             activity_max[_name] = max(activity_max.get(_name, 0.0), took)
-            if _name == "stitch_job":
+            if _name == "stitch_state" and result.get("state") == "succeeded":
                 stitch_result.update(result)
+            if _name == "task_report":
+                stitch_task.update(next((t for t in result if t["stage"] == "stitch"
+                                         and t["state"] == "succeeded"), {}))
             if _name == "split_job":
                 split_result.update(mode=result.get("mode"), chunks=result.get("chunks"))
             return result
@@ -151,9 +158,19 @@ def run_case(clip: Path, max_side: int, chunk_frames: int, slots: int, preset: s
         raise SystemExit(f"stylebatch run failed ({code})")
     return {"wall_s": wall, "activity_max_s": activity_max, **split_result,
             "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "stitch_disk_mb": stitch_result.get("peak_disk_bytes", 0) / 2**20,
+            "stitch_task_s": _seconds_between(stitch_task.get("started"),
+                                              stitch_task.get("ended")),
             "output_mb": stitch_result.get("size_bytes", 0) / 2**20,
             "history_events": history["events"], "status_kb": history["status_bytes"] / 1024}
+
+
+def _seconds_between(start: str | None, end: str | None) -> float:
+    from datetime import datetime
+
+    if not start or not end:
+        return 0.0
+    return (datetime.fromisoformat(end.replace("Z", "+00:00"))
+            - datetime.fromisoformat(start.replace("Z", "+00:00"))).total_seconds()
 
 
 def _child(args: list[str]) -> dict[str, Any]:
@@ -190,8 +207,8 @@ def main() -> int:
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     cols = ("case", "frames", "split", "chunks", "wall s", "probe s", "split s", "state s",
-            "submit s", "progress s", "stitch s", "RSS MB", "disk MB", "out MB", "history",
-            "status KB")
+            "submit s", "progress s", "stitch s", "stitch_state s", "publish s",
+            "stitch task s", "RSS MB", "out MB", "history", "status KB")
     print(" | ".join(cols))
     for size in args.size:
         for minutes in args.minutes:
@@ -209,8 +226,10 @@ def main() -> int:
                     str(r.get("chunks")), f"{r['wall_s']:.0f}",
                     *(f"{a.get(k, 0):.1f}" for k in ("probe_job", "split_job", "split_state",
                                                      "submit_job", "progress_job",
-                                                     "stitch_job")),
-                    f"{r['rss_mb']:.0f}", f"{r['stitch_disk_mb']:.1f}", f"{r['output_mb']:.0f}",
+                                                     "stitch_job", "stitch_state",
+                                                     "publish_job")),
+                    f"{r['stitch_task_s']:.0f}",
+                    f"{r['rss_mb']:.0f}", f"{r['output_mb']:.0f}",
                     str(r["history_events"]), f"{r['status_kb']:.1f}"]), flush=True)
                 print(f"  (clip made in {made:.0f} s: {clip.name}; preset {args.preset}, "
                       f"working size {args.max_side})", file=sys.stderr, flush=True)

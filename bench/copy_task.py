@@ -5,9 +5,9 @@
 It speaks the real task's contract to the backend (``frame`` events on stdout while it works,
 ``done`` at the end, the output written whole under its final name), but copies the chunk's
 video stream instead of decoding, restyling and encoding it. The long-video bench uses it to
-measure the Function side (plan, split hand-off, submit, progress, the streamed stitch) on inputs
-whose real scoring this 2-core machine could not finish in a session; the pool's own throughput is
-what ``bench_scoring.py`` and ``bench_scale.py`` measure.
+measure the Function side (plan, split hand-off, submit, progress, stitch hand-off, publish) on
+inputs whose real scoring this 2-core machine could not finish in a session; the pool's own
+throughput is what ``bench_scoring.py`` and ``bench_scale.py`` measure.
 """
 
 from __future__ import annotations

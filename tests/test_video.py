@@ -207,8 +207,8 @@ def test_a_streamed_stitch_hands_over_the_same_file_in_blocks_with_little_disk(
 
 
 def test_the_video_package_imports_without_azure_or_torch():
-    """The split task runs it on a Batch node (no Azure package) and the stitch in the
-    Function app (no torch): it needs neither."""
+    """The split and stitch tasks run it on a Batch node (no Azure package) and the probe in
+    the Function app (no torch): it needs neither."""
     import subprocess
     import sys
 
