@@ -187,3 +187,40 @@ def test_a_name_another_job_took_while_the_stitch_ran_is_left_as_it_is(
     assert "already exists and belongs to job other-0123" in final["error"], final
     output = final["output"].removeprefix("outgoing/")
     assert harness.store.read_bytes("outgoing", output) == other  # never replaced
+
+
+def test_a_copy_the_service_has_not_finished_is_followed_on_a_timer_not_started_again(
+        harness: Harness, clips, tmp_path, monkeypatch):
+    """Azure may answer a Copy Blob with ``pending`` and finish it later (Azurite copies at
+    once): here every copy reads as pending twice before its real status shows. The job waits
+    for it on durable timers (``publish_state``), starts each copy once, and completes."""
+    from shared.storage import BlobCopy, BlobStore
+
+    commits: list[str] = []
+    pending_reads: dict[str, int] = {}
+    real_commit, real_state = BlobCopy.commit, BlobStore.copy_state
+
+    def commit(self, *args, **kwargs):
+        real_commit(self, *args, **kwargs)
+        commits.append(self._dest[1])
+        pending_reads[self._dest[1]] = 2
+        self.status = "pending"
+
+    def copy_state(self, container, name):
+        state = real_state(self, container, name)
+        if state is not None and pending_reads.get(name, 0) > 0:
+            pending_reads[name] -= 1
+            return dataclasses.replace(state, status="pending")
+        return state
+
+    monkeypatch.setattr(BlobCopy, "commit", commit)
+    monkeypatch.setattr(BlobStore, "copy_state", copy_state)
+    name, final, _ = _run(harness, clips["bbb_small"])
+    assert final["state"] == "completed", final
+    output = final["output"].removeprefix("outgoing/")
+    assert commits == [final["preview"].removeprefix("outgoing/"), output]  # once each
+    steps = _activities(harness, harness.job_id_for(name))
+    assert steps.count("publish_state") == 6  # per copy: read pending twice, then success
+    out = tmp_path / "out.mp4"
+    harness.store.download_file("outgoing", output, out)
+    assert_output_rules(clips["bbb_small"], out)
