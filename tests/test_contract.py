@@ -128,3 +128,22 @@ def test_the_error_reason_is_the_last_error_event():
     assert error_reason(stderr) == "the file is truncated"
     assert error_reason(stderr.encode()) == "the file is truncated"
     assert error_reason("Killed\n") is None
+
+
+def test_a_stitch_command_line_parses_back_without_torch_and_names_its_files():
+    from shared.contract import StitchTask
+
+    task = StitchTask(input="input.mkv", output="result.webm")
+    got = _parsed(task.argv())
+    assert (got["command"], got["input"], got["output"], got["stylized_dir"], got["preview"],
+            got["preview_source"], got["summary"]) == \
+        ("stitch", "input.mkv", "result.webm", "stylized", "preview.jpg",
+         "preview_source.mkv", "stitch.json")
+    assert task.stylized_file(7) == "stylized/00007.mkv"  # what the pipeline downloads there
+    assert [StitchTask.preview_chunk(n) for n in (1, 2, 3, 10)] == [0, 1, 1, 5]
+    code = ("import sys; from scoring.cli import _parser; from shared.contract import "
+            "StitchTask; _parser().parse_args(StitchTask('i.mp4', 'r.mp4').argv()[3:]); "
+            "import scoring.cli as c, shared.video; print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "False"
