@@ -623,8 +623,10 @@ def publish_job(ctx: Context, req: JobRequest, item: str) -> dict[str, Any]:
     copy = ctx.store.blob_copy((WORK, source), (OUTGOING, name), ttl=_copy_ttl(ctx.settings))
     state = ctx.store.copy_state(OUTGOING, name)
     if state is not None and state.metadata.get("job") == req.job_id and \
-            state.status == "pending" and state.source == copy.source_url():
-        return {"ok": True, "copy": "pending"}  # started by an earlier try of this call
+            state.status == "pending":
+        # Started by an earlier try of this call (only this job's publish copies onto a blob
+        # labelled with its id); a second copy would be refused while this one runs.
+        return {"ok": True, "copy": "pending"}
     # Metadata travels as HTTP headers (ASCII): the source name is percent-encoded UTF-8.
     meta = {"job": req.job_id, "source": metadata_value(f"{INCOMING}/{req.blob}"),
             "style": req.style, "model": req.model}

@@ -142,9 +142,7 @@ class BlobStore:
             return None
         copy = p.copy
         status = getattr(copy.status, "value", copy.status) if copy and copy.status else None
-        source = copy.source.split("?", 1)[0] if copy and copy.source else None
-        return CopyState(status=status, source=source,
-                         description=copy.status_description if copy else None,
+        return CopyState(status=status, description=copy.status_description if copy else None,
                          metadata=dict(p.metadata or {}))
 
     def download_file(self, container: str, name: str, path: str | os.PathLike) -> int:
@@ -377,7 +375,6 @@ class CopyState:
     """Where the last server-side copy into a blob stands (Copy Blob's properties)."""
 
     status: str | None  # pending, success, aborted, failed; None: the blob was not copied
-    source: str | None  # the source blob's URL without its query (no signature)
     description: str | None
     metadata: dict[str, str]
 
@@ -417,9 +414,6 @@ class BlobCopy:
                 raise ResourceExistsError("the blob exists") from None
             raise
         self.status = str(result.get("copy_status") or "pending")
-
-    def source_url(self) -> str:
-        return self._store.blob(*self._source).url
 
 
 @dataclass(frozen=True)
