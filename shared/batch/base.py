@@ -55,7 +55,7 @@ class TaskSpec:
     resource_files: list[ResourceFile] = field(default_factory=list)
     output_files: list[OutputFile] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
-    kind: str = "chunk"  # chunk | train | split
+    kind: str = "chunk"  # chunk | train | split | scan
     chunk: int = -1  # chunk index for chunk tasks
     frames: int = 0  # frames this task scores (progress accounting)
     max_wall_s: int = 3600
@@ -129,3 +129,8 @@ def train_task_id(attempt: int) -> str:
 def split_task_id(attempt: int) -> str:
     assert attempt >= 1
     return f"split-a{attempt}"
+
+
+def scan_task_id(attempt: int) -> str:
+    assert attempt >= 1
+    return f"scan-a{attempt}"
