@@ -177,7 +177,9 @@ def probe_job(ctx: Context, req: JobRequest) -> dict[str, Any]:
             "style_blob": style_blob, "estimate": _estimate(ctx, req, p), "scan": True}
 
 
-def _estimate(ctx: Context, req: JobRequest, p: Probe) -> dict[str, Any]:
+def _estimate(ctx: Context, req: JobRequest, p: Probe) -> dict[str, Any] | None:
+    if p.frames <= 0:  # a header that gives neither a frame count nor a duration
+        return None
     return plan.estimate_for_job(p.frames, p.width, p.height, req.model, ctx.settings,
                                  chunk_frames=job_chunk_frames(ctx, p, req)).to_status()
 

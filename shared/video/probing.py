@@ -180,11 +180,12 @@ def _probe_header(src: Source, limits: InputLimits, size_bytes: int) -> Probe:
 
 
 def _first_frame_bounded(container: Any, vs: Any) -> tuple[Any, int, bool]:
-    """(the first decoded frame or None, video packets demuxed, whether the file ended),
-    demuxing at most HEADER_PACKETS packets of any stream."""
+    """(the first decoded frame or None, video packets demuxed, whether the file ended), from
+    at most HEADER_PACKETS packets of any stream: it stops once it has the first frame and a
+    second video packet (a still image has none)."""
     vs.thread_type = "AUTO"
+    first = None
     seen = packets = 0
-    ended = True
     try:
         for packet in container.demux():
             if packet.size == 0 and packet.pts is None:
@@ -192,16 +193,22 @@ def _first_frame_bounded(container: Any, vs: Any) -> tuple[Any, int, bool]:
             seen += 1
             if packet.stream.index == vs.index:
                 packets += 1
-                for frame in vs.decode(packet):
-                    return frame, packets, False
+                if first is None:
+                    first = next(iter(vs.decode(packet)), None)
+                if first is not None and packets >= 2:
+                    return first, packets, False
             if seen >= HEADER_PACKETS:
-                ended = False
                 break
-        for frame in vs.decode(None):  # what the decoder still holds
-            return frame, packets, ended
+        else:
+            ended = True
+            if first is None:
+                first = next(iter(vs.decode(None)), None)  # what the decoder still holds
+            return first, packets, ended
+        if first is None:
+            first = next(iter(vs.decode(None)), None)
     except av.error.FFmpegError as exc:
         raise libav_error("the video stream cannot be decoded", exc) from exc
-    return None, packets, ended
+    return first, packets, False
 
 
 def _looks_like_iso_bmff(src: Source) -> bool:
