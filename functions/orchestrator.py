@@ -539,13 +539,14 @@ def _train_percent(job: Job) -> float:
 
 
 def _scanned(job: Job, split: dict[str, Any]) -> None:
-    """What the scanned probe (read by the split) says beyond the header's estimate: the exact
-    frame count, its warnings, the estimate made from them."""
+    """The scanned probe (read by the split) replaces the header's: the exact frame count, its
+    warnings, the estimate made from them."""
     lg = job.ledger
-    if "frames" not in split:
-        return  # the split of a job whose probe scanned itself: nothing new
-    lg["probe"] = {**lg["probe"], "frames": int(split["frames"]), "frames_estimated": False}
-    lg["warnings"] = list(dict.fromkeys([*lg.get("warnings", []), *split.get("warnings", [])]))
+    if "probe" not in split:
+        return  # the split of a job whose probe scanned every packet itself: nothing new
+    lg["probe"] = split["probe"]
+    lg["warnings"] = list(dict.fromkeys([*lg.get("warnings", []),
+                                         *split["probe"].get("warnings", [])]))
     if split.get("estimate"):
         lg["estimate"] = split["estimate"]
 

@@ -248,9 +248,9 @@ def split_job(ctx: Context, req: JobRequest, attempt: int = 1) -> dict[str, Any]
     mode, chunks = plan_chunks(p, job_chunk_frames(ctx, p, req))
     save_chunks(ctx, req.job_id, mode, chunks)
     ctx.backend.submit(req.job_id, [split_task(req, ctx.settings, chunks, attempt)])
-    # The scanned probe's exact count and warnings replace the header's estimate.
-    return {"ok": True, "mode": mode, "chunks": len(chunks), "frames": p.frames,
-            "warnings": p.warnings, "estimate": _estimate(ctx, req, p)}
+    # The scanned probe (exact count, warnings, ...) replaces what the header said.
+    return {"ok": True, "mode": mode, "chunks": len(chunks), "probe": p.summary(),
+            "estimate": _estimate(ctx, req, p)}
 
 
 def split_task(req: JobRequest, settings: Settings, chunks: list[Chunk],

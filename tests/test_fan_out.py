@@ -51,13 +51,16 @@ def _ctx() -> pipeline.Context:
 # plan goes, and the scan and the split are done at once); submit adds tasks whose command
 # is a shell line printing frame events; progress and cleanup are the real steps.
 
+def _summary() -> dict:
+    frames = JOB["chunks"] * FRAMES_PER_CHUNK
+    return {"frames": frames, "width": 64, "height": 36, "fps": "25/1",
+            "duration_s": frames / 25, "audio_streams": 0, "rotation": 0, "warnings": []}
+
+
 @app.activity_trigger(input_name="payload", activity="probe")
 def probe(payload: dict) -> dict:
-    frames = JOB["chunks"] * FRAMES_PER_CHUNK
     return {"ok": True, "style_blob": "swirl.jpg", "estimate": None,
-            "probe": {"frames": frames, "width": 64, "height": 36, "fps": "25/1",
-                      "duration_s": frames / 25, "audio_streams": 0, "rotation": 0,
-                      "warnings": [], "frames_estimated": True}, "scan": True}
+            "probe": {**_summary(), "frames_estimated": True}, "scan": True}
 
 
 @app.activity_trigger(input_name="payload", activity="scan")
@@ -76,7 +79,7 @@ def split(payload: dict) -> dict:
     chunks = [Chunk(i, i * FRAMES_PER_CHUNK, FRAMES_PER_CHUNK) for i in range(JOB["chunks"])]
     pipeline.save_chunks(_ctx(), job_id, "copy", chunks)
     return {"ok": True, "mode": "copy", "chunks": len(chunks),
-            "frames": JOB["chunks"] * FRAMES_PER_CHUNK, "warnings": []}
+            "probe": _summary()}
 
 
 @app.activity_trigger(input_name="payload", activity="split_state")

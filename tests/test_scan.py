@@ -23,7 +23,6 @@ from azure.storage.blob import BlobClient
 from shared import pipeline
 from shared.jobs import WORK, new_job_request
 from shared.video import probe
-from shared.video.probing import HEADER_PACKETS
 from tests.conftest import Harness, ffmpeg, probe_and_scan
 from tests.test_corpus import assert_output_rules
 
@@ -100,31 +99,38 @@ def test_the_door_reads_the_header_not_the_video_and_the_scan_writes_the_full_pr
 
 
 def test_the_door_demuxes_a_bounded_number_of_packets():
-    """The bound the door states: a stream that yields no frame in its first HEADER_PACKETS
-    packets is not read further (here a decoder that never outputs)."""
+    """The bound the door states, on a demuxer that never ends: at most HEADER_VIDEO_PACKETS
+    video packets when the decoder gives no frame (a damaged stream: refused), at most
+    HEADER_PACKETS packets when no video packet comes (left to the scan)."""
     from shared.video import probing
 
     class Stream:
-        index = 0
-        thread_type = None
+        def __init__(self, index: int):
+            self.index, self.thread_type = index, None
 
         def decode(self, packet):
-            return iter(())
+            return iter(())  # a decoder that never outputs
 
-    class Packet:
-        size, pts, stream = 1, 0, Stream()
+    video = Stream(0)
 
     class Container:
-        demuxed = 0
+        def __init__(self, stream: Stream):
+            self.stream, self.demuxed = stream, 0
 
         def demux(self):
             while True:
-                Container.demuxed += 1
-                yield Packet()
+                self.demuxed += 1
+                yield type("Packet", (), {"size": 1, "pts": 0, "stream": self.stream})()
 
-    first, packets, ended = probing._first_frame_bounded(Container(), Packet.stream)
+    undecodable = Container(video)
+    first, packets, ended = probing._first_frame_bounded(undecodable, video)
     assert first is None and not ended
-    assert packets == Container.demuxed == HEADER_PACKETS
+    assert packets == undecodable.demuxed == probing.HEADER_VIDEO_PACKETS
+
+    other_streams_first = Container(Stream(1))
+    first, packets, ended = probing._first_frame_bounded(other_streams_first, video)
+    assert (first, packets, ended) == (None, 0, False)
+    assert other_streams_first.demuxed == probing.HEADER_PACKETS
 
 
 def _run(h: Harness, clip: Path) -> tuple[dict, list[str]]:

@@ -113,8 +113,11 @@ def probe(src: Source, *, limits: InputLimits = LIMITS, size_bytes: int = 0,
 
 # The header probe's bound: besides the header and index the demuxer reads when it opens the
 # file (and libav's stream-info window, ``probesize``, 5 MB by default), it demuxes at most
-# this many packets to decode the first frame.
-HEADER_PACKETS = 64
+# this many packets of any stream (other streams' packets come first in some files: several
+# audio tracks interleaved ahead of the video), and of them at most this many video packets,
+# to decode the first frame.
+HEADER_PACKETS = 1024
+HEADER_VIDEO_PACKETS = 64
 PROGRESS_FRAMES = 2000  # the full scan reports its progress every this many frames
 
 
@@ -163,29 +166,34 @@ def _probe_header(src: Source, limits: InputLimits, size_bytes: int) -> Probe:
         if codec in _STILL_IMAGE_CODECS and not duration and ended and packets == 1:
             raise VideoError(f"not a video: the file is a still image ({codec}, "
                              f"{cc.width}x{cc.height}, one frame, no duration)")
-        if packets == 0:
+        if packets == 0 and ended:
             raise VideoError("the video stream has no frames (empty or truncated file)")
-        if first is None:
+        if packets and first is None:
             raise VideoError("the video stream cannot be decoded: no frame came out of the "
                              f"decoder from its first {packets} packets")
+        # No video packet within the bound (a file whose other streams come far ahead): the
+        # scan task reads on and decodes the first frame; the header's facts stand till then.
+        pix_fmt = first.format.name if first is not None else (
+            cc.format.name if cc.format else "unknown")
+        rotation = int(round(first.rotation or 0)) % 360 if first is not None else 0
         sar = vs.sample_aspect_ratio or cc.sample_aspect_ratio
         estimate = listed or (round(duration * float(rate)) if rate and duration else 0)
         return Probe(
             format=fmt, duration_s=duration, video_index=vs.index, codec=codec,
-            width=cc.width, height=cc.height, pix_fmt=first.format.name,
-            sar=f"{sar.numerator}:{sar.denominator}" if sar else "1:1",
-            rotation=int(round(first.rotation or 0)) % 360,
+            width=cc.width, height=cc.height, pix_fmt=pix_fmt,
+            sar=f"{sar.numerator}:{sar.denominator}" if sar else "1:1", rotation=rotation,
             fps=str(rate or Fraction(25)), time_base=str(vs.time_base), frames=estimate,
             pts=[], cuts=[], streams=streams, size_bytes=size_bytes)
 
 
 def _first_frame_bounded(container: Any, vs: Any) -> tuple[Any, int, bool]:
     """(the first decoded frame or None, video packets demuxed, whether the file ended), from
-    at most HEADER_PACKETS packets of any stream: it stops once it has the first frame and a
-    second video packet (a still image has none)."""
+    at most HEADER_PACKETS packets, HEADER_VIDEO_PACKETS of them video: it stops once it has
+    the first frame and a second video packet (a still image has none)."""
     vs.thread_type = "AUTO"
     first = None
     seen = packets = 0
+    ended = False
     try:
         for packet in container.demux():
             if packet.size == 0 and packet.pts is None:
@@ -197,18 +205,17 @@ def _first_frame_bounded(container: Any, vs: Any) -> tuple[Any, int, bool]:
                     first = next(iter(vs.decode(packet)), None)
                 if first is not None and packets >= 2:
                     return first, packets, False
+                if packets >= HEADER_VIDEO_PACKETS:
+                    break
             if seen >= HEADER_PACKETS:
                 break
         else:
             ended = True
-            if first is None:
-                first = next(iter(vs.decode(None)), None)  # what the decoder still holds
-            return first, packets, ended
-        if first is None:
-            first = next(iter(vs.decode(None)), None)
+        if first is None and packets:
+            first = next(iter(vs.decode(None)), None)  # what the decoder still holds
     except av.error.FFmpegError as exc:
         raise libav_error("the video stream cannot be decoded", exc) from exc
-    return first, packets, False
+    return first, packets, ended
 
 
 def _looks_like_iso_bmff(src: Source) -> bool:
