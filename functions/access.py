@@ -8,6 +8,7 @@ loads every job of the last month.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -41,7 +42,7 @@ async def visible_jobs(client: df.DurableOrchestrationClient, caller: Caller, li
     for span in _WINDOWS:
         since = now - span
         page = await client.get_status_by(created_time_from=since, created_time_to=newer_than)
-        found = [s for s in (to_status(st) for st in page) if s]
+        found = await _job_statuses(client, page, to_status)
         found = [s for s in found if caller.may_manage(s.get("caller"))]
         found.sort(key=lambda j: j.get("created", ""), reverse=True)
         jobs += found
@@ -56,8 +57,29 @@ async def active_jobs(client: df.DurableOrchestrationClient, caller: Caller,
     """Ids of the caller's own unfinished jobs."""
     since = datetime.now(UTC) - _WINDOWS[-1]
     page = await client.get_status_by(created_time_from=since, runtime_status=_UNFINISHED)
-    statuses = (to_status(st) for st in page)
-    return {s["id"] for s in statuses if s and s.get("caller") == caller.id}
+    statuses = await _job_statuses(client, page, to_status)
+    return {s["id"] for s in statuses if s.get("caller") == caller.id}
+
+
+async def _job_statuses(client: df.DurableOrchestrationClient, page: list[Any],
+                        to_status: ToStatus) -> list[dict[str, Any]]:
+    """The job statuses of a query page. A query returns no inputs, and an orchestration that
+    has not run its first episode yet has no custom status either, so whose job it is is only in
+    its input: such an instance is read again with its input. Without that, a job just started
+    would be missing from its caller's list and would not count against
+    MAX_ACTIVE_JOBS_PER_CALLER (two quick POSTs would both pass)."""
+    fresh = [st.instance_id for st in page
+             if st.custom_status is None and st.instance_id and to_status(st) is None]
+    gate = asyncio.Semaphore(8)
+
+    async def reread(instance_id: str) -> Any:
+        async with gate:
+            return await client.get_status(instance_id, show_input=True)
+
+    again = await asyncio.gather(*(reread(i) for i in fresh))
+    statuses = [to_status(st) for st in page if st.instance_id not in fresh]
+    statuses += [to_status(st) for st in again if st is not None]
+    return [s for s in statuses if s]
 
 
 __all__ = ["Caller", "NotSignedIn", "active_jobs", "caller_of", "visible_jobs"]

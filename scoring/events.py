@@ -30,3 +30,9 @@ def emit(event: str, stream: TextIO | None = None, **fields: Any) -> None:
 
 def emit_error(reason: str, bad_input: bool) -> None:
     emit(EVENT_ERROR, stream=sys.stderr, reason=reason, bad_input=bad_input)
+
+
+class BadInputError(Exception):
+    """The task's input (video, style image, model file) is unusable: retrying will not help
+    (``emit_error(..., bad_input=True)``, exit 2). Here, beside the error event, so that the
+    command line can catch it without importing torch."""

@@ -16,9 +16,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
-
-class BadInputError(Exception):
-    """The task's input (video, style image, model file) is unusable: retrying will not help."""
+from scoring.events import BadInputError
 
 
 def load_image(path: str | Path) -> np.ndarray:

@@ -584,8 +584,8 @@ class DurableHost:
             inst = self.instances.get(request.match_info["id"])
             if inst is None:
                 return web.json_response("instance not found", status=404)
-            body = self.status_json(inst, request.query.get("showInput") == "true",
-                                    request.query.get("showHistory") == "true")
+            body = self.status_json(inst, _flag(request.query, "showInput"),
+                                    _flag(request.query, "showHistory"))
         code = {"Completed": 200, "Failed": 500, "Terminated": 200}.get(body["runtimeStatus"], 202)
         return web.json_response(body, status=code)
 
@@ -596,7 +596,7 @@ class DurableHost:
         wanted = set(q["runtimeStatus"].split(",")) if q.get("runtimeStatus") else None
         prefix = q.get("instanceIdPrefix", "")
         with self._cond:
-            rows = [self.status_json(i, q.get("showInput") == "true")
+            rows = [self.status_json(i, _flag(q, "showInput"))
                     for i in self.instances.values()
                     if (since is None or i.created >= _aware(since))
                     and (until is None or i.created <= _aware(until))
@@ -615,6 +615,12 @@ class DurableHost:
     def run_async(self, coro: Any, timeout: float | None = 60) -> Any:
         """Run a coroutine on the host's loop (where the client's aiohttp session lives)."""
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+
+def _flag(query: Any, name: str) -> bool:
+    """A boolean query parameter as the extension reads it (.NET ``bool.TryParse``: any case).
+    The Python SDK sends ``showInput=True``; reading only ``true`` hid every input from it."""
+    return str(query.get(name, "")).strip().lower() == "true"
 
 
 def _note_peaks(inst: Instance) -> None:

@@ -107,6 +107,44 @@ def test_a_caller_cannot_read_or_cancel_another_callers_job(make_harness, clips,
     assert _call(h, "GET", f"/api/jobs/{job}", as_(ALICE))[1]["state"] == "cancelled"
 
 
+def test_a_job_not_yet_run_is_listed_and_counted_for_its_caller(make_harness, clips,
+                                                                  monkeypatch):
+    """Between the start and the orchestration's first episode a job has no custom status, and a
+    Durable query returns no inputs: the job must still be its caller's, in the list and in the
+    MAX_ACTIVE_JOBS_PER_CALLER count (else two quick POSTs both start)."""
+    import threading
+
+    from stylebatch.durable_host import DurableHost
+
+    h = make_harness(LOCAL_CALLER="", MAX_ACTIVE_JOBS_PER_CALLER="1")
+    first = h.upload(clips["bbb_small"], "first.mp4")
+    second = h.upload(clips["bbb_small"], "second.mp4")
+    go = threading.Event()
+    episode = DurableHost._episode
+
+    def paused(self, inst):
+        go.wait(60)
+        return episode(self, inst)
+
+    monkeypatch.setattr(DurableHost, "_episode", paused)
+    try:
+        code, started = _call(h, "POST", "/api/jobs", as_(ALICE), {"blob": first})
+        assert code == 202
+        assert h.durable.instances[started["id"]].custom_status is None  # not run yet
+        code, status = _call(h, "GET", f"/api/jobs/{started['id']}", as_(ALICE))
+        assert code == 200 and (status["state"], status["caller"]) == ("queued", ALICE)
+        listed = _call(h, "GET", "/api/jobs", as_(ALICE))[1]["jobs"]
+        assert [(j["id"], j["state"], j["caller"]) for j in listed] == [
+            (started["id"], "queued", ALICE)]
+        assert _call(h, "GET", "/api/jobs", as_(BOB))[1]["jobs"] == []
+        code, body = _call(h, "POST", "/api/jobs", as_(ALICE), {"blob": second})
+        assert code == 429 and "MAX_ACTIVE_JOBS_PER_CALLER" in body["error"]
+        assert _call(h, "POST", "/api/jobs", as_(BOB), {"blob": second})[0] == 202
+    finally:
+        go.set()
+    assert _call(h, "DELETE", f"/api/jobs/{started['id']}", as_(ALICE))[0] == 202
+
+
 def test_an_uploaded_job_is_readable_by_id_but_only_an_admin_lists_or_cancels_it(
         make_harness, clips, held):
     h = make_harness(LOCAL_CALLER="", ADMIN_ROLE="stylebatch.admin")

@@ -36,6 +36,18 @@ def test_the_contract_imports_without_torch_or_azure():
     assert out.stdout.strip() == "[]"
 
 
+def test_a_task_that_scores_nothing_starts_without_torch():
+    """Every task on a node parses its whole command line first; the split and other media
+    tasks must not pay torch's import (seconds of CPU per task) for it."""
+    code = ("import sys; from scoring.cli import _parser; "
+            "_parser().parse_args(['split', '--input', 'a.mp4', '--probe', 'p.json', "
+            "'--chunks', 'c.json', '--out-dir', 'o']); "
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "False"
+
+
 def _parsed(argv: list[str]) -> dict:
     assert tuple(argv[:3]) == SCORING_COMMAND
     return vars(_parser().parse_args(argv[3:]))
