@@ -11,12 +11,14 @@ split must re-encode every frame) and ``normal`` (a closed GOP every 2 s: stream
 Each case runs ``stylebatch run --model fast`` (the bundled swirl model, a small working size)
 in a fresh process, instrumented from inside:
 
-- wall time of the run, and each activity's longest run (the Function-side steps: the stitch
-  is now ``stitch`` (submit), ``stitch_state`` and ``publish``, a server-side copy);
+- wall time of the run, and each activity's longest run (the Function-side steps: ``probe``
+  reads the header only, ``scan`` submits and polls the scan task);
+- the scan task's and the split task's wall time on the pool (from the tasks' own start and
+  end, read before cleanup deletes the Batch job);
 - the Function side's peak RSS (the process that hosts the Functions and the Durable host; the
   Batch tasks, Azurite and ffmpeg children are other processes);
-- the stitch task's own wall time on the pool (from the task's start and end), and the size
-  of the output it made;
+- the stitch's Function-side steps: ``stitch`` (submit), ``stitch_state`` and ``publish`` (a
+  server-side copy), and the stitch task's wall time on the pool and the output's size;
 - the orchestration history's longest generation and the largest custom status.
 
 Made clips are cached in ``--work`` (default ``.work/bench_long``). A ``normal`` clip longer than
@@ -112,10 +114,20 @@ def run_case(clip: Path, max_side: int, chunk_frames: int, slots: int, preset: s
     activity_max: dict[str, float] = {}
     stitch_result: dict[str, Any] = {}
     split_result: dict[str, Any] = {}
-    stitch_task: dict[str, Any] = {}
-    for name in ("probe_job", "split_job", "split_state", "model_exists", "submit_job",
-                 "progress_job", "stitch_job", "stitch_state", "publish_job", "publish_state",
-                 "task_report", "cleanup_job"):
+    task_wall: dict[str, float] = {}
+    real_report = pipeline.task_report
+
+    def report(*args: Any, **kwargs: Any) -> list[dict[str, Any]]:
+        rows = real_report(*args, **kwargs)
+        for t in rows:  # the last attempt of each pool-side stage
+            if t["stage"] in ("scan", "split", "stitch") and t["started"] and t["ended"]:
+                task_wall[t["stage"]] = _seconds(t["ended"]) - _seconds(t["started"])
+        return rows
+
+    pipeline.task_report = report
+    for name in ("probe_job", "scan_job", "scan_state", "split_job", "split_state",
+                 "model_exists", "submit_job", "progress_job", "stitch_job", "stitch_state",
+                 "publish_job", "publish_state", "cleanup_job"):
         real = getattr(pipeline, name)
 
         def timed(*args: Any, _real=real, _name=name, **kwargs: Any) -> Any:
@@ -125,9 +137,6 @@ def run_case(clip: Path, max_side: int, chunk_frames: int, slots: int, preset: s
             activity_max[_name] = max(activity_max.get(_name, 0.0), took)
             if _name == "stitch_state" and result.get("state") == "succeeded":
                 stitch_result.update(result)
-            if _name == "task_report":
-                stitch_task.update(next((t for t in result if t["stage"] == "stitch"
-                                         and t["state"] == "succeeded"), {}))
             if _name == "split_job":
                 split_result.update(mode=result.get("mode"), chunks=result.get("chunks"))
             return result
@@ -157,20 +166,17 @@ def run_case(clip: Path, max_side: int, chunk_frames: int, slots: int, preset: s
     if code != 0:
         raise SystemExit(f"stylebatch run failed ({code})")
     return {"wall_s": wall, "activity_max_s": activity_max, **split_result,
+            "scan_task_s": task_wall.get("scan", 0.0), "split_task_s": task_wall.get("split", 0.0),
             "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "stitch_task_s": _seconds_between(stitch_task.get("started"),
-                                              stitch_task.get("ended")),
+            "stitch_task_s": task_wall.get("stitch", 0.0),
             "output_mb": stitch_result.get("size_bytes", 0) / 2**20,
             "history_events": history["events"], "status_kb": history["status_bytes"] / 1024}
 
 
-def _seconds_between(start: str | None, end: str | None) -> float:
+def _seconds(iso: str) -> float:
     from datetime import datetime
 
-    if not start or not end:
-        return 0.0
-    return (datetime.fromisoformat(end.replace("Z", "+00:00"))
-            - datetime.fromisoformat(start.replace("Z", "+00:00"))).total_seconds()
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
 def _child(args: list[str]) -> dict[str, Any]:
@@ -206,9 +212,10 @@ def main() -> int:
         return 0
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    cols = ("case", "frames", "split", "chunks", "wall s", "probe s", "split s", "state s",
-            "submit s", "progress s", "stitch s", "stitch_state s", "publish s",
-            "stitch task s", "RSS MB", "out MB", "history", "status KB")
+    cols = ("case", "frames", "split", "chunks", "wall s", "probe s", "scan s", "scan task s",
+            "split s", "state s", "split task s", "submit s", "progress s", "stitch s",
+            "stitch_state s", "publish s", "stitch task s", "RSS MB", "out MB", "history",
+            "status KB")
     print(" | ".join(cols))
     for size in args.size:
         for minutes in args.minutes:
@@ -223,9 +230,12 @@ def main() -> int:
                 print(" | ".join([
                     f"{size} {minutes:g} min {gop}{' (pool: copy)' if args.pool == 'copy' else ''}",
                     str(frames), str(r.get("mode")),
-                    str(r.get("chunks")), f"{r['wall_s']:.0f}",
-                    *(f"{a.get(k, 0):.1f}" for k in ("probe_job", "split_job", "split_state",
-                                                     "submit_job", "progress_job",
+                    str(r.get("chunks")), f"{r['wall_s']:.0f}", f"{a.get('probe_job', 0):.1f}",
+                    f"{max(a.get('scan_job', 0), a.get('scan_state', 0)):.1f}",
+                    f"{r['scan_task_s']:.0f}",
+                    *(f"{a.get(k, 0):.1f}" for k in ("split_job", "split_state")),
+                    f"{r['split_task_s']:.0f}",
+                    *(f"{a.get(k, 0):.1f}" for k in ("submit_job", "progress_job",
                                                      "stitch_job", "stitch_state",
                                                      "publish_job")),
                     f"{r['stitch_task_s']:.0f}",

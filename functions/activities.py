@@ -48,6 +48,20 @@ def probe(payload: Payload) -> Payload:
     return _traced("probe", payload, lambda r: pipeline.probe_job(_ctx(), r))
 
 
+@bp.activity_trigger(input_name="payload", activity="scan")
+@redact_errors
+def scan(payload: Payload) -> Payload:
+    return _traced("scan", payload, lambda r: pipeline.scan_job(
+        _ctx(), r, int(payload.get("attempt", 1))))
+
+
+@bp.activity_trigger(input_name="payload", activity="scan_state")
+@redact_errors
+def scan_state(payload: Payload) -> Payload:
+    return _traced("scan_state", payload, lambda r: pipeline.scan_state(
+        _ctx(), r, int(payload["attempt"])))
+
+
 @bp.activity_trigger(input_name="payload", activity="split")
 @redact_errors
 def split(payload: Payload) -> Payload:

@@ -1,5 +1,6 @@
-"""The `video_pipeline` orchestrator: probe → split on Batch → (train) → score on Batch → stitch
-on Batch → publish (a server-side copy into outgoing/) → cleanup.
+"""The `video_pipeline` orchestrator: probe (the header) → scan on Batch → split on Batch →
+(train) → score on Batch → stitch on Batch → publish (a server-side copy into outgoing/) →
+cleanup.
 
 A pure generator: no I/O, no clocks but ``context.current_utc_datetime``, no randomness, no
 settings read at replay time (everything it needs is in its input). Progress is published as
@@ -35,6 +36,7 @@ INPUT_FORMAT = 3
 OPTIONS = ("poll_interval_s", "max_chunk_attempts", "rounds_per_generation", "train_steps")
 # A generation starts at one of these stages; what each needs from the ledger it is given.
 RESUMABLE = {
+    "scan_wait": ("probe", "style_blob", "scan_attempt", "stages"),
     "split_wait": ("probe", "chunks", "split_attempt", "stages"),
     "train": ("probe", "chunks", "retried", "failed", "train_attempt", "stages"),
     "monitor": ("probe", "chunks", "retried", "failed", "counts", "scoring_started", "stages"),
@@ -77,7 +79,12 @@ def _unreadable(data: dict[str, Any]) -> str | None:
     index ranges, before the split ran on the pool) carries the same ledger at every stage
     it continued as new in (train, monitor) as format 3 does, so it is continued as it is.
     Format 1 (``state``: every chunk listed in the orchestration) is not: its Batch tasks and
-    chunk files follow a plan this version does not read."""
+    chunk files follow a plan this version does not read.
+
+    The scan stage (the packet scan as a Batch task) kept format 3: it only adds a stage
+    (``scan_wait``) that earlier versions never continued from, and a generation that an
+    earlier version started, whose probe already wrote the full probe (its result has no
+    ``scan``), goes on to the split as before (``video_pipeline``)."""
     fmt = data.get("format")
     if fmt == INPUT_FORMAT and (data.get("ledger") or {}).get("stage") == FAILING:
         return None  # its own hand-over: checked already, and it only ends the job
@@ -96,7 +103,9 @@ def _unreadable(data: dict[str, Any]) -> str | None:
         return None  # a job that has not started: every format begins the same way
     stage = ledger.get("stage") if isinstance(ledger, dict) else None
     missing = [k for k in RESUMABLE.get(stage, ("stage",)) if k not in ledger]
-    if stage not in RESUMABLE or missing or not isinstance(ledger.get("chunks"), int):
+    needs_chunks = "chunks" in RESUMABLE.get(stage, ())
+    if stage not in RESUMABLE or missing or (needs_chunks
+                                             and not isinstance(ledger.get("chunks"), int)):
         what = f"stage {stage!r}" if stage not in RESUMABLE else \
             f"no {', '.join(missing) or 'chunk count'} at stage {stage!r}"
         return f"{earlier} ({what}); {RESTART_HINT}"
@@ -177,6 +186,8 @@ class Job:
             extra["training"] = lg["train"]
         if lg.get("warnings"):
             extra["warnings"] = lg["warnings"]
+        if "scan" in lg:
+            extra["scan"] = lg["scan"]
         if lg.get("timeline") and lg.get("scoring_started"):
             extra["tasks"] = _task_rows(lg)
             extra["tasks_since"] = lg["scoring_started"]
@@ -237,9 +248,23 @@ def video_pipeline(context: df.DurableOrchestrationContext):
             _stage(job, "probe")
             job.publish("probing")
             result = job.expect_ok((yield from job.call("probe")))
+            # A probe of the earlier versions scanned every packet itself (no ``scan`` in its
+            # result, replayed from a generation they started): straight to the split.
             lg.update(probe=result["probe"], style_blob=result["style_blob"],
                       estimate=result.get("estimate"),
-                      warnings=result["probe"].get("warnings", []), stage="split")
+                      warnings=result["probe"].get("warnings", []),
+                      stage="scan" if result.get("scan") else "split")
+        if lg["stage"] == "scan":
+            _stage(job, "scan")
+            lg.update(scan_attempt=1, scan={"state": "pending", "attempt": 1, "frames_done": 0})
+            job.publish("scanning")
+            job.expect_ok((yield from job.call("scan", attempt=1)))
+            lg["stage"] = "scan_wait"
+        if lg["stage"] == "scan_wait":
+            done = yield from _monitor_scan(job)
+            if not done:
+                return None  # continued as new
+            lg["stage"] = "split"
         if lg["stage"] == "split":
             _stage(job, "split")
             job.publish("splitting")
@@ -248,6 +273,7 @@ def video_pipeline(context: df.DurableOrchestrationContext):
             # The chunks themselves stay in work/<job>/chunks.json; the ledger keeps a count.
             lg.update(chunks=int(result["chunks"]), split_mode=result["mode"],
                       stage="split_wait")
+            _scanned(job, result)
         if lg["stage"] == "split_wait":
             done = yield from _monitor_split(job)
             if not done:
@@ -526,6 +552,55 @@ def _monitor_training(job: Job) -> Generator[Any, Any, bool]:
 def _train_percent(job: Job) -> float:
     steps = int(job.options.get("train_steps", 0)) or 1
     return min(100.0, 100.0 * job.ledger["train"]["progress"] / steps)
+
+
+def _scanned(job: Job, split: dict[str, Any]) -> None:
+    """The scanned probe (read by the split) replaces the header's: the exact frame count, its
+    warnings, the estimate made from them."""
+    lg = job.ledger
+    if "probe" not in split:
+        return  # the split of a job whose probe scanned every packet itself: nothing new
+    lg["probe"] = split["probe"]
+    lg["warnings"] = list(dict.fromkeys([*lg.get("warnings", []),
+                                         *split["probe"].get("warnings", [])]))
+    if split.get("estimate"):
+        lg["estimate"] = split["estimate"]
+
+
+def _monitor_scan(job: Job) -> Generator[Any, Any, bool]:
+    """Poll the scan task (the input's full probe on the pool) as ``_monitor_split`` polls the
+    split: bad input fails the job at once with the task's reason, other failures run it
+    again as a new attempt a bounded number of times, a task the Batch service lost is
+    submitted again under the same attempt."""
+    lg = job.ledger
+    rounds = 0
+    estimate = int(lg["probe"].get("frames", 0))
+    while True:
+        attempt = int(lg["scan_attempt"])
+        s = yield from job.call("scan_state", attempt=attempt)
+        done = int(s.get("frames_done", 0))
+        lg["scan"] = {"state": s["state"], "attempt": attempt, "frames_done": done}
+        if s["state"] == "succeeded":
+            return True
+        if s["state"] == "missing":
+            job.expect_ok((yield from job.call("scan", attempt=attempt)))
+        elif s["state"] == "failed":
+            reason = s.get("error") or f"exit code {s.get('exit_code')}"
+            if s.get("bad_input"):
+                raise JobFailed(reason)
+            if attempt >= job.max_attempts:
+                raise JobFailed(f"scanning the video failed {attempt} times; last error: "
+                                f"{reason}")
+            lg["scan_attempt"] = attempt + 1
+            job.expect_ok((yield from job.call("scan", attempt=attempt + 1)))
+        # The header's frame count is an estimate: the percent is capped below 100.
+        job.publish("scanning",
+                    stage_percent=min(99.0, 100.0 * done / estimate) if estimate else None)
+        rounds += 1
+        if rounds >= job.rounds_per_generation:
+            _continue(job)
+            return False
+        yield job.context.create_timer(_now(job.context) + job.poll)
 
 
 def _note_dropped(job: Job, result: dict[str, Any]) -> None:

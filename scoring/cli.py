@@ -5,6 +5,7 @@
     python -m scoring flicker OUT.mkv
     python -m scoring split --input clip.mp4 --probe probe.json --chunks chunks.json \
         --out-dir chunks
+    python -m scoring scan --input clip.mp4 --output probe.json
     python -m scoring stitch --input clip.mp4 --probe probe.json --chunks chunks.json \
         --stylized-dir stylized --output result.mp4 --preview preview.jpg \
         --preview-source chunk.mkv
@@ -31,9 +32,11 @@ from shared.contract import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_RETRY,
+    add_scan_arguments,
     add_split_arguments,
     add_stitch_arguments,
     add_stylize_arguments,
+    scan_limits,
 )
 from shared.video import VideoError
 
@@ -83,6 +86,13 @@ def _parser() -> argparse.ArgumentParser:
                                     "re-encode as the plan says; every frame keeps its "
                                     "timestamp.")
     add_split_arguments(sp)
+    sc = sub.add_parser("scan", formatter_class=fmt,
+                        help="probe a video packet by packet (the scan task)",
+                        description="Read every packet of INPUT (no decoding but its first "
+                                    "frame) and write its probe, per-frame timestamps "
+                                    "included, to OUTPUT as JSON; input beyond the limits "
+                                    "or damaged exits 2 with the reason.")
+    add_scan_arguments(sc)
     sc = sub.add_parser("stitch", formatter_class=fmt,
                         help="join the stylized chunks into the output video (the stitch task)",
                         description="Join the stylized chunks, every frame given the input's "
@@ -91,6 +101,27 @@ def _parser() -> argparse.ArgumentParser:
                                     "the before/after preview.")
     add_stitch_arguments(sc)
     return ap
+
+
+def _run_scan(args: argparse.Namespace) -> dict:
+    import json
+    import os
+
+    from shared.video import probe
+
+    def scanned(frames: int) -> None:
+        emit(EVENT_FRAME, index=frames - 1)
+
+    t0 = time.perf_counter()
+    p = probe(args.input, limits=scan_limits(args), size_bytes=os.path.getsize(args.input),
+              on_frames=scanned)
+    partial = f"{args.output}.partial"
+    with open(partial, "w") as fh:
+        json.dump(p.to_json(), fh, separators=(",", ":"))
+    os.replace(partial, args.output)  # a task that dies mid-write leaves no probe behind
+    scanned(p.frames)
+    return {"frames": p.frames, "cuts": len(p.cuts), "warnings": p.warnings,
+            "seconds": round(time.perf_counter() - t0, 3)}
 
 
 def _run_split(args: argparse.Namespace) -> dict:
@@ -183,6 +214,8 @@ def main(argv: list[str] | None = None) -> int:
             summary = _run_stylize(args)
         elif args.command == "split":
             summary = _run_split(args)
+        elif args.command == "scan":
+            summary = _run_scan(args)
         elif args.command == "stitch":
             summary = _run_stitch(args)
         elif args.command == "train":

@@ -3,11 +3,13 @@
 What the app tells a node, and what a node tells back:
 
 - **task command lines**: ``python -m scoring stylize …`` (one chunk), ``python -m scoring
-  train …`` (a fast model), ``python -m scoring split …`` (the input cut into its chunks) and
-  ``python -m scoring stitch …`` (the stylized chunks joined into the output), built here
-  (``StylizeTask.argv``, ``TrainTask.argv``, ``SplitTask.argv``, ``StitchTask.argv``) for
+  train …`` (a fast model), ``python -m scoring split …`` (the input cut into its chunks),
+  ``python -m scoring stitch …`` (the stylized chunks joined into the output) and
+  ``python -m scoring scan …`` (the input's full probe), built here (``StylizeTask.argv``,
+  ``TrainTask.argv``, ``SplitTask.argv``, ``StitchTask.argv``, ``ScanTask.argv``) for
   ``shared/pipeline.py`` and parsed by ``scoring/cli.py`` with the options declared here
-  (``add_stylize_arguments``, ``add_split_arguments``, ``add_stitch_arguments``);
+  (``add_stylize_arguments``, ``add_split_arguments``, ``add_stitch_arguments``,
+  ``add_scan_arguments``);
 - **exit codes**: 0 success, 2 bad input (never retried), anything else retryable;
 - **events**: the JSON lines a task writes (progress on stdout, a last ``error`` line on
   stderr), their names, their format (``event_line``) and the one reader of them that both
@@ -269,6 +271,43 @@ def add_split_arguments(ap: argparse.ArgumentParser) -> None:
                     help='the plan (JSON: {"mode": "copy"|"reencode", "chunks": [...]})')
     ap.add_argument("--out-dir", required=True,
                     help="where the chunk files go (<index:05d>.mkv)")
+
+
+@dataclass(frozen=True)
+class ScanTask:
+    """``python -m scoring scan``: the input's full probe, one pass over its packets (see
+    ``add_scan_arguments``): ``output`` is the JSON of ``shared.video.Probe`` (per-frame
+    timestamps, clean cuts), what the planner and the split task read. Input beyond
+    ``limits`` exits 2 with the limit named. Progress: a ``frame`` event every few thousand
+    frames scanned, the index of the last."""
+
+    input: str
+    output: str = "probe.json"
+    limits: InputLimits = LIMITS
+
+    def argv(self) -> list[str]:
+        lim = self.limits
+        return [*SCORING_COMMAND, "scan", "--input", self.input, "--output", self.output,
+                "--max-width", str(lim.max_width), "--max-height", str(lim.max_height),
+                "--max-duration-s", f"{lim.max_duration_s:g}",
+                "--max-frames", str(lim.max_frames)]
+
+
+def add_scan_arguments(ap: argparse.ArgumentParser) -> None:
+    """The options of ``python -m scoring scan`` (``ScanTask``)."""
+    ap.add_argument("--input", required=True, help="the uploaded video")
+    ap.add_argument("--output", required=True,
+                    help="where its probe goes (JSON: streams, per-frame timestamps, cuts)")
+    ap.add_argument("--max-width", type=int, default=LIMITS.max_width)
+    ap.add_argument("--max-height", type=int, default=LIMITS.max_height)
+    ap.add_argument("--max-duration-s", type=float, default=LIMITS.max_duration_s)
+    ap.add_argument("--max-frames", type=int, default=LIMITS.max_frames)
+
+
+def scan_limits(args: argparse.Namespace) -> InputLimits:
+    """The input limits a scan task was given (``add_scan_arguments``)."""
+    return InputLimits(max_width=args.max_width, max_height=args.max_height,
+                       max_duration_s=args.max_duration_s, max_frames=args.max_frames)
 
 
 def with_threads(argv: list[str], threads: int) -> list[str]:

@@ -47,7 +47,7 @@ STYLE_EXTENSIONS = ("jpg", "jpeg", "png")
 # What a job publishes into outgoing/, in this order: the preview first, so the video's
 # appearance means the job's results are all there.
 PUBLISHED = ("preview", "video")
-STATES = ("queued", "probing", "splitting", "training", "scoring", "stitching",
+STATES = ("queued", "probing", "scanning", "splitting", "training", "scoring", "stitching",
           "completed", "failed", "cancelled")
 TERMINAL_STATES = ("completed", "failed", "cancelled")
 # The status's ``tasks`` timeline holds at most this many chunk attempts (the latest), so the
@@ -299,8 +299,9 @@ def job_status(req: JobRequest, state: str, *, updated: str,
                extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """The job status JSON (contract), as stored in the orchestration's custom status.
 
-    ``percent`` is overall progress: probing/splitting count for the first 5 %, scoring for
-    5–95 % in proportion to frames done, stitching the rest (up to 99 % until completed).
+    ``percent`` is overall progress: scanning and splitting count for the first 5 % (2 and
+    3), scoring for 5–95 % in proportion to frames done, stitching the rest (up to 99 % until
+    completed).
     """
     assert state in STATES, state
     chunks = {"total": 0, "done": 0, "running": 0, "failed": 0, **(chunks or {})}
@@ -308,7 +309,11 @@ def job_status(req: JobRequest, state: str, *, updated: str,
         percent = 100.0
     elif state in ("queued", "probing"):
         percent = 0.0
-    elif state in ("splitting", "training"):
+    elif state == "scanning":
+        percent = 2.0 * (stage_percent or 0.0) / 100.0
+    elif state == "splitting":
+        percent = 2.0 + 3.0 * (stage_percent or 0.0) / 100.0
+    elif state == "training":
         percent = 5.0 * (stage_percent or 0.0) / 100.0
     elif state == "scoring":
         percent = 5.0 + 90.0 * (frames_done / frames_total if frames_total else 0.0)

@@ -40,11 +40,12 @@ from shared.batch import (
     TaskSpec,
     chunk_task_id,
     get_backend,
+    scan_task_id,
     split_task_id,
     stitch_task_id,
     train_task_id,
 )
-from shared.contract import SplitTask, StitchTask, StylizeTask, TrainTask
+from shared.contract import ScanTask, SplitTask, StitchTask, StylizeTask, TrainTask
 from shared.jobs import (
     INCOMING,
     MAX_TIMELINE_ROWS,
@@ -69,7 +70,7 @@ from shared.video import (
     Probe,
     VideoError,
     plan_chunks,
-    probe,
+    probe_header,
 )
 
 log = logging.getLogger(__name__)
@@ -147,7 +148,11 @@ def find_style(store: BlobStore, style: str) -> str | None:
 
 
 def probe_job(ctx: Context, req: JobRequest) -> dict[str, Any]:
-    """Check the input and the style; store the full probe (per-frame timestamps) in work/."""
+    """The door: check the input and the style from the container's header and first frame,
+    in a bounded read whatever the video's length (``shared.video.probe_header``). The packet
+    scan that gives the per-frame timestamps (work/<job>/probe.json) is the scan task's
+    (``scan_job``); ``scan: True`` in the result says so to the orchestrator. The probe's
+    ``frames`` here is the header's estimate, ``frames_estimated`` says so."""
     s = ctx.settings
     changed = input_changed(ctx, req, "was queued")
     if changed:
@@ -163,18 +168,61 @@ def probe_job(ctx: Context, req: JobRequest) -> dict[str, Any]:
     if style_blob is None:
         return _bad(f"style '{req.style}' not found: upload {STYLES}/{req.style}.jpg (or .png)")
     try:
-        p = probe(_input(ctx, req), limits=s.input_limits(), size_bytes=info.size)
+        p = probe_header(_input(ctx, req), limits=s.input_limits(), size_bytes=info.size)
     except Exception as exc:
         return _failed_reading_input(ctx, req, exc)
-    ctx.store.write_json(WORK, _probe_blob(req.job_id), p.to_json())
-    estimate = plan.estimate_for_job(p.frames, p.width, p.height, req.model, ctx.settings,
-                                     chunk_frames=job_chunk_frames(ctx, p, req))
-    return {"ok": True, "probe": p.summary(), "style_blob": style_blob,
-            "estimate": estimate.to_status()}
+    return {"ok": True, "probe": {**p.summary(), "frames_estimated": True},
+            "style_blob": style_blob, "estimate": _estimate(ctx, req, p), "scan": True}
+
+
+def _estimate(ctx: Context, req: JobRequest, p: Probe) -> dict[str, Any] | None:
+    if p.frames <= 0:  # a header that gives neither a frame count nor a duration
+        return None
+    return plan.estimate_for_job(p.frames, p.width, p.height, req.model, ctx.settings,
+                                 chunk_frames=job_chunk_frames(ctx, p, req)).to_status()
 
 
 def load_probe(ctx: Context, job_id: str) -> Probe:
     return Probe.from_json(ctx.store.read_json(WORK, _probe_blob(job_id)))
+
+
+# --------------------------------------------------------------------------------------------
+# scan
+
+
+def _input_file(req: JobRequest) -> str:
+    """The input's name in a task's working directory: its extension kept (libav picks a
+    demuxer by it too) when it is plain ASCII."""
+    _, ext = split_ext(req.blob)
+    return f"input.{ext}" if ext.isascii() and ext.isalnum() else "input"
+
+
+def scan_job(ctx: Context, req: JobRequest, attempt: int = 1) -> dict[str, Any]:
+    """Submit the scan task: the input's full probe on the pool. Bounded: one submit."""
+    changed = input_changed(ctx, req)
+    if changed:
+        return _bad(changed)
+    ctx.backend.submit(req.job_id, [scan_task(req, ctx.settings, attempt)])
+    return {"ok": True}
+
+
+def scan_task(req: JobRequest, settings: Settings, attempt: int) -> TaskSpec:
+    """The Batch task that reads every packet of the input (``python -m scoring scan``) and
+    uploads its probe, per-frame timestamps included, to work/<job>/probe.json."""
+    task_id = scan_task_id(attempt)
+    task = ScanTask(input=_input_file(req), limits=settings.input_limits())
+    return TaskSpec(
+        id=task_id, command=task.argv(),
+        resource_files=[ResourceFile(BlobRef(INCOMING, req.blob), task.input)],
+        output_files=[OutputFile(task.output, BlobRef(WORK, _probe_blob(req.job_id))),
+                      *_log_files(req.job_id, task_id)],
+        kind="scan", max_wall_s=settings.task_max_wall_s, max_retries=settings.task_max_retries)
+
+
+def scan_state(ctx: Context, req: JobRequest, attempt: int) -> dict[str, Any]:
+    """Where the scan task stands, as ``split_state`` says it of the split task;
+    ``frames_done`` counts the frames scanned."""
+    return _task_state(ctx, req, scan_task_id(attempt))
 
 
 # --------------------------------------------------------------------------------------------
@@ -198,7 +246,9 @@ def split_job(ctx: Context, req: JobRequest, attempt: int = 1) -> dict[str, Any]
     mode, chunks = plan_chunks(p, job_chunk_frames(ctx, p, req))
     save_chunks(ctx, req.job_id, mode, chunks)
     ctx.backend.submit(req.job_id, [split_task(req, ctx.settings, chunks, attempt)])
-    return {"ok": True, "mode": mode, "chunks": len(chunks)}
+    # The scanned probe (exact count, warnings, ...) replaces what the header said.
+    return {"ok": True, "mode": mode, "chunks": len(chunks), "probe": p.summary(),
+            "estimate": _estimate(ctx, req, p)}
 
 
 def split_task(req: JobRequest, settings: Settings, chunks: list[Chunk],
@@ -206,8 +256,7 @@ def split_task(req: JobRequest, settings: Settings, chunks: list[Chunk],
     """The Batch task that cuts the input into its chunks (``python -m scoring split``): one
     pass over the video on a node, each chunk uploaded to work/<job>/chunks/."""
     task_id = split_task_id(attempt)
-    _, ext = split_ext(req.blob)
-    task = SplitTask(input=f"input.{ext}" if ext.isascii() and ext.isalnum() else "input")
+    task = SplitTask(input=_input_file(req))
     command = task.argv()
     resources = [ResourceFile(BlobRef(INCOMING, req.blob), task.input),
                  ResourceFile(BlobRef(WORK, _probe_blob(req.job_id)), task.probe),
@@ -228,8 +277,11 @@ def split_state(ctx: Context, req: JobRequest, attempt: int) -> dict[str, Any]:
 
     A split that read a replaced input (the task downloads the blob by name) fails here,
     with that reason, before any chunk is scored."""
-    t = next((t for t in ctx.backend.task_states(req.job_id)
-              if t.id == split_task_id(attempt)), None)
+    return _task_state(ctx, req, split_task_id(attempt))
+
+
+def _task_state(ctx: Context, req: JobRequest, task_id: str) -> dict[str, Any]:
+    t = next((t for t in ctx.backend.task_states(req.job_id) if t.id == task_id), None)
     if t is None:
         return {"state": "missing", "frames_done": 0}
     result = {"state": t.state, "frames_done": t.frames_done, "exit_code": t.exit_code,
@@ -691,7 +743,7 @@ def write_result(ctx: Context, req: JobRequest, name: str, what: Path | BlockWri
     return None
 
 
-_TASK_ID = re.compile(r"^(?:chunk-(\d+)-a(\d+)|(train|split|stitch)-a(\d+))$")
+_TASK_ID = re.compile(r"^(?:chunk-(\d+)-a(\d+)|(train|split|scan|stitch)-a(\d+))$")
 
 
 def task_report(ctx: Context, req: JobRequest) -> list[dict[str, Any]]:

@@ -9,6 +9,7 @@ from the tasks' own timestamps (queued, started, ended, node).
 
     job ── trigger
         ├─ stage probe ── activity probe
+        ├─ stage scan ── activity scan, activity scan_state …, task scan-1
         ├─ stage split ── activity split, activity model_exists
         ├─ stage train ── activity submit, activity progress …, task train-1
         ├─ stage score ── activity submit, activity progress …, task chunk-00000-1 …
@@ -45,12 +46,13 @@ log = logging.getLogger(__name__)
 SCOPE = "stylebatch"
 
 # Which stage each activity belongs to (``train`` when it acts on the training task).
-ACTIVITY_STAGE = {"probe": "probe", "split": "split", "split_state": "split",
+ACTIVITY_STAGE = {"probe": "probe", "scan": "scan", "scan_state": "scan",
+                  "split": "split", "split_state": "split",
                   "model_exists": "split",
                   "submit": "score", "progress": "score", "stitch": "stitch",
                   "stitch_state": "stitch", "publish": "stitch", "publish_state": "stitch",
                   "cleanup": "cleanup"}
-STAGES = ("probe", "split", "train", "score", "stitch", "cleanup")
+STAGES = ("probe", "scan", "split", "train", "score", "stitch", "cleanup")
 
 _forced: contextvars.ContextVar[tuple[int, int] | None] = contextvars.ContextVar(
     "stylebatch_forced_ids", default=None)

@@ -148,6 +148,8 @@ def _bar(status: dict[str, Any], width: int = 28) -> str:
     if chunks.get("total"):
         parts.append(f"chunks {chunks.get('done', 0)}/{chunks['total']}"
                      f" ({chunks.get('running', 0)} running)")
+    if status.get("state") == "scanning" and status.get("scan"):
+        parts.append(f"scanned {status['scan'].get('frames_done', 0)} frames")
     if status.get("state") == "training" and status.get("training"):
         parts.append(f"training step {status['training'].get('progress', 0)}")
     if eta is not None:

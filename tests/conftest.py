@@ -178,7 +178,24 @@ def make_harness(azurite: Azurite) -> Iterator[Any]:
         h.close()
 
 
-__all__ = ["BBB", "BIKES", "Harness", "ffmpeg", "framemd5", "framemd5_header"]
+def probe_and_scan(ctx: Any, req: Any, timeout: float = 120) -> dict[str, Any]:
+    """The probe step and the scan task (waited for as the orchestrator does), so that the
+    job's full probe is in work/<job>/probe.json: what the split step starts from."""
+    from shared import pipeline
+
+    result = pipeline.probe_job(ctx, req)
+    assert result["ok"], result
+    assert pipeline.scan_job(ctx, req)["ok"]
+    deadline = time.monotonic() + timeout
+    while (state := pipeline.scan_state(ctx, req, 1))["state"] != "succeeded":
+        assert state["state"] != "failed", state
+        assert time.monotonic() < deadline, "the scan task did not finish"
+        time.sleep(0.1)
+    return result
+
+
+__all__ = ["BBB", "BIKES", "Harness", "ffmpeg", "framemd5", "framemd5_header",
+           "probe_and_scan"]
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import time
 from dataclasses import replace
 
 from shared.settings import install_settings
-from tests.conftest import Harness
+from tests.conftest import Harness, probe_and_scan
 
 
 def _wait_running(h: Harness, job_id: str, timeout: float = 180) -> dict:
@@ -109,7 +109,7 @@ def test_a_split_running_when_its_job_is_cancelled_leaves_nothing(harness: Harne
     req = build_request(name, info.etag, info.metadata, harness.settings,
                         options={"frames_per_chunk": 8})  # 5 chunks
     ctx = pipeline.Context.from_settings(harness.settings)
-    assert pipeline.probe_job(ctx, req)["ok"]
+    probe_and_scan(ctx, req)
     assert pipeline.split_job(ctx, req)["ok"]  # the split task is on the pool now
     assert pipeline.cancel_job(ctx, req.job_id, wait_s=60)  # its task stopped in time
     # Nothing the split task cut (or logged) landed after the cancel's delete.

@@ -12,11 +12,14 @@ from shared.contract import (
     LIMITS,
     SCORING,
     SCORING_COMMAND,
+    InputLimits,
+    ScanTask,
     SplitTask,
     StylizeTask,
     TrainTask,
     error_reason,
     read_progress,
+    scan_limits,
     with_threads,
 )
 from shared.settings import Settings
@@ -103,6 +106,20 @@ def test_a_split_command_line_parses_back_and_names_its_chunk_files():
     events = b'{"event": "frame", "index": 249, "chunk": 0}\n' \
              b'{"event": "frame", "index": 499, "chunk": 1}\n'
     assert read_progress(events)[0] == 500
+
+
+def test_a_scan_command_line_parses_back_with_the_input_limits():
+    limits = InputLimits(max_width=1920, max_height=1080, max_duration_s=7200.5, max_frames=99)
+    task = ScanTask(input="input.mkv", limits=limits)
+    args = _parser().parse_args(task.argv()[3:])
+    assert (args.command, args.input, args.output) == ("scan", "input.mkv", "probe.json")
+    got = scan_limits(args)
+    assert (got.max_width, got.max_height, got.max_duration_s, got.max_frames) == \
+        (1920, 1080, 7200.5, 99)
+    # Left off, the node applies the contract's own limits.
+    bare = _parser().parse_args(["scan", "--input", "i.mp4", "--output", "p.json"])
+    assert scan_limits(bare) == LIMITS
+    assert with_threads(task.argv(), 4) == task.argv()  # a one-thread demux
 
 
 def test_threads_are_added_to_scoring_commands_only_once():

@@ -46,19 +46,32 @@ def _ctx() -> pipeline.Context:
     return pipeline.Context.from_settings(get_settings())
 
 
-# The activities: probe, split and split_state stand in for a video of
+# The activities: probe, scan, scan_state, split and split_state stand in for a video of
 # JOB["chunks"] * FRAMES_PER_CHUNK frames (the chunk plan is written where the real split task's
-# plan goes, and the split is done at once); submit adds tasks whose command
+# plan goes, and the scan and the split are done at once); submit adds tasks whose command
 # is a shell line printing frame events; progress and cleanup are the real steps; the stitch
 # and the publish are done at once.
 
+def _summary() -> dict:
+    frames = JOB["chunks"] * FRAMES_PER_CHUNK
+    return {"frames": frames, "width": 64, "height": 36, "fps": "25/1",
+            "duration_s": frames / 25, "audio_streams": 0, "rotation": 0, "warnings": []}
+
+
 @app.activity_trigger(input_name="payload", activity="probe")
 def probe(payload: dict) -> dict:
-    frames = JOB["chunks"] * FRAMES_PER_CHUNK
     return {"ok": True, "style_blob": "swirl.jpg", "estimate": None,
-            "probe": {"frames": frames, "width": 64, "height": 36, "fps": "25/1",
-                      "duration_s": frames / 25, "audio_streams": 0, "rotation": 0,
-                      "warnings": []}}
+            "probe": {**_summary(), "frames_estimated": True}, "scan": True}
+
+
+@app.activity_trigger(input_name="payload", activity="scan")
+def scan(payload: dict) -> dict:
+    return {"ok": True}
+
+
+@app.activity_trigger(input_name="payload", activity="scan_state")
+def scan_state(payload: dict) -> dict:
+    return {"state": "succeeded", "frames_done": JOB["chunks"] * FRAMES_PER_CHUNK}
 
 
 @app.activity_trigger(input_name="payload", activity="split")
@@ -66,7 +79,8 @@ def split(payload: dict) -> dict:
     job_id = payload["request"]["job_id"]
     chunks = [Chunk(i, i * FRAMES_PER_CHUNK, FRAMES_PER_CHUNK) for i in range(JOB["chunks"])]
     pipeline.save_chunks(_ctx(), job_id, "copy", chunks)
-    return {"ok": True, "mode": "copy", "chunks": len(chunks)}
+    return {"ok": True, "mode": "copy", "chunks": len(chunks),
+            "probe": _summary()}
 
 
 @app.activity_trigger(input_name="payload", activity="split_state")

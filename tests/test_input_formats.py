@@ -82,7 +82,11 @@ def test_a_job_an_earlier_version_listed_chunk_by_chunk_fails_clearly_and_restar
     (lambda d: d["ledger"].update(stage="mux_wait"), "(stage 'mux_wait')"),
     (lambda d: d["ledger"].pop("counts"), "(no counts at stage 'monitor')"),
     (lambda d: d["options"].pop("rounds_per_generation"), "no rounds_per_generation"),
-], ids=["newer-format", "unknown-stage", "ledger-key-missing", "option-missing"])
+    (lambda d: d.update(ledger={"stage": "scan_wait", "probe": {"frames": 40},
+                                "style_blob": "swirl.jpg", "stages": {}}),
+     "(no scan_attempt at stage 'scan_wait')"),
+], ids=["newer-format", "unknown-stage", "ledger-key-missing", "option-missing",
+        "scan-attempt-missing"])
 def test_an_input_this_version_cannot_follow_fails_the_job_at_once(harness: Harness, clips,
                                                                   change, reason):
     name, req = _request(harness, clips)
@@ -119,8 +123,9 @@ def test_a_job_an_earlier_version_continued_without_a_format_is_continued_to_the
     final, seen = h.watch(h.job_id_for(name))
     assert final["state"] == "completed" and final["error"] is None, final
     assert final["frames"]["done"] == final["frames"]["total"] == 40
-    assert {"split_wait", "monitor", "stitch_wait"} <= set(carried), carried
-    assert seen.index("splitting") < seen.index("scoring") < seen.index("completed")
+    assert {"scan_wait", "split_wait", "monitor", "stitch_wait"} <= set(carried), carried
+    assert (seen.index("scanning") < seen.index("splitting") < seen.index("scoring")
+            < seen.index("completed"))
     assert h.store.exists("outgoing", final["output"].removeprefix("outgoing/"))
 
 
@@ -153,6 +158,40 @@ def test_a_generation_the_earlier_version_had_under_way_ends_cleanly_too(
     assert _activities(harness, req.job_id) == ["cleanup"]  # in a generation of its own
     assert harness.backend.task_states(req.job_id) == []  # its Batch work stopped
     assert harness.store.exists("incoming", name)
+
+
+def test_a_generation_whose_probe_scanned_every_packet_goes_on_to_the_split(
+        harness: Harness, clips, monkeypatch, tmp_path):
+    """A job the earlier version started: its generation's history holds the probe of that
+    version, which scanned every packet in the Function and wrote the full probe itself (its
+    result has no ``scan``). Replayed by this version, the job goes on from there to the
+    split, as it did, without a scan task, and completes exactly."""
+    from shared import pipeline
+    from shared.jobs import WORK
+    from shared.video import probe
+    from tests.test_corpus import assert_output_rules
+
+    door = pipeline.probe_job
+
+    def earlier_probe(ctx, req):
+        result = door(ctx, req)  # the checks as they are now, then the scan inline
+        source = ctx.store.source("incoming", req.blob, etag=req.etag.strip('"'))
+        full = probe(source, size_bytes=ctx.store.info("incoming", req.blob).size)
+        ctx.store.write_json(WORK, f"{req.job_id}/probe.json", full.to_json())
+        return {"ok": True, "probe": full.summary(), "style_blob": result["style_blob"],
+                "estimate": result["estimate"]}
+
+    monkeypatch.setattr(pipeline, "probe_job", earlier_probe)
+    name = harness.upload(clips["bbb_small"], style="swirl")
+    harness.functions.trigger_blob(name)
+    job_id = harness.job_id_for(name)
+    final, seen = harness.watch(job_id)
+    assert final["state"] == "completed" and final["error"] is None, final
+    assert "scanning" not in seen and "splitting" in seen
+    assert "scan" not in _activities(harness, job_id)  # no scan task was submitted
+    out = tmp_path / "out.mp4"
+    harness.store.download_file("outgoing", final["output"].removeprefix("outgoing/"), out)
+    assert_output_rules(clips["bbb_small"], out)
 
 
 def test_a_generation_the_previous_version_ran_to_its_stitch_replays_to_the_end(

@@ -3,7 +3,8 @@ the video, and the output is exact.
 
 The clip (3,000 frames, one keyframe, so the split must re-encode it from the first frame to
 the last) is made at test time with ffmpeg's lavfi sources. Every activity the orchestrator
-calls (cleanup aside) is measured in this process, where the Function app runs: the split
+calls (cleanup aside) is measured in this process, where the Function app runs: the probe
+reads the header (the packet scan runs as a Batch task, which counts every frame), the split
 and stitch activities only plan and submit (the cut and the join run as Batch tasks, whose
 frame counts the test checks), publishing copies the result into outgoing/ on the storage
 side (no byte of it passes through the Function), and none decodes a frame. The output keeps
@@ -86,8 +87,12 @@ def test_a_long_single_keyframe_clip_keeps_every_activity_bounded_and_comes_back
     slowest = max(runs, key=lambda r: r["seconds"])
     assert slowest["seconds"] < ACTIVITY_BOUND_S, slowest["step"]
     steps = {r["step"] for r in runs}
-    assert {"probe", "split", "split_state", "submit", "progress", "stitch", "stitch_state",
-            "publish"} <= steps
+    assert {"probe", "scan", "scan_state", "split", "split_state", "submit", "progress",
+            "stitch", "stitch_state", "publish"} <= steps
+    (door,) = [r["result"] for r in runs if r["step"] == "probe"]
+    assert door["scan"] and door["probe"]["frames_estimated"]  # the header's count
+    scanned = [r["result"] for r in runs if r["step"] == "scan_state"][-1]
+    assert scanned["state"] == "succeeded" and scanned["frames_done"] == FRAMES
     split = next(r["result"] for r in runs if r["step"] == "split")
     assert split["mode"] == "reencode" and split["chunks"] == FRAMES // FRAMES_PER_CHUNK
     cut = [r["result"] for r in runs if r["step"] == "split_state"][-1]

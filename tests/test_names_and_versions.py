@@ -23,7 +23,7 @@ from shared.jobs import (
     validate_input_name,
     validate_job_id,
 )
-from tests.conftest import Harness, ffmpeg, framemd5
+from tests.conftest import Harness, ffmpeg, framemd5, probe_and_scan
 
 CREATED = "2026-01-01T00:00:00Z"
 
@@ -171,9 +171,9 @@ def _probe_and_split(harness: Harness, name: str):
     ctx = pipeline.Context.from_settings(harness.settings)
     info = harness.store.info("incoming", name)
     req = build_request(name, info.etag, info.metadata, harness.settings)
-    for step in (pipeline.probe_job, pipeline.split_job):
-        result = step(ctx, req)
-        assert result["ok"], result
+    probe_and_scan(ctx, req)
+    result = pipeline.split_job(ctx, req)
+    assert result["ok"], result
     _wait_split(ctx, req)
     return ctx, req
 
@@ -282,8 +282,9 @@ def test_replaced_input_between_probe_and_split_fails_the_old_job(harness: Harne
     req = build_request(name, info.etag, info.metadata, harness.settings)
     assert pipeline.probe_job(ctx, req)["ok"]
     harness.store.upload_file("incoming", name, other_audio)
-    result = pipeline.split_job(ctx, req)
-    assert result["ok"] is False and "was replaced while the job ran" in result["error"]
+    for step in (pipeline.scan_job, pipeline.split_job):
+        result = step(ctx, req)
+        assert result["ok"] is False and "was replaced while the job ran" in result["error"]
     harness.store.delete("incoming", name)
     assert "was deleted while the job" in pipeline.probe_job(ctx, req)["error"]
 

@@ -6,7 +6,7 @@ again; a split the Batch service lost is submitted again and the job completes.
 
 How each failure is made: the first attempt's command is a node failure (the contract's
 error line and a retryable exit code) and the second is the real split; the damaged video is
-the real probe's record with one frame fewer than the stream holds, so the real split task
+the real scan's record with one frame fewer than the stream holds, so the real split task
 finds the damage and exits 2; the lost task is the job's Batch job deleted right after the
 split task was submitted."""
 
@@ -61,22 +61,21 @@ def test_a_split_that_fails_transiently_runs_again_and_the_job_completes_exactly
 
 def test_a_split_that_finds_the_video_damaged_fails_the_job_at_once_and_keeps_the_input(
         harness: Harness, clips, monkeypatch):
-    real_probe = pipeline.probe_job
+    real_split = pipeline.split_job
     built: list[int] = []
 
-    def lying_index(ctx, req):
-        """The probe as a file whose index lists one frame fewer than its stream holds."""
-        result = real_probe(ctx, req)
+    def lying_index(ctx, req, attempt=1):
+        """The scanned probe as a file whose index lists one frame fewer than its stream
+        holds (the scan task wrote the real one)."""
         blob = f"{req.job_id}/probe.json"
         p = ctx.store.read_json(WORK, blob)
         p["frames"] -= 1
         p["pts"] = p["pts"][:-1]
         ctx.store.write_json(WORK, blob, p)
-        result["probe"]["frames"] -= 1
-        return result
+        return real_split(ctx, req, attempt)
 
     real_task = pipeline.split_task
-    monkeypatch.setattr(pipeline, "probe_job", lying_index)
+    monkeypatch.setattr(pipeline, "split_job", lying_index)
     monkeypatch.setattr(pipeline, "split_task",
                         lambda *a: (built.append(a[-1]), real_task(*a))[1])
     name, final, seen = _run(harness, clips["bbb_small"])

@@ -63,9 +63,10 @@ def test_one_job_is_one_trace_covering_every_stage_activity_and_chunk_task(
     assert names["trigger"] == 1 and by_id[_parent(spans, "trigger")].name == "job"
 
     stages = {s.name.removeprefix("stage "): s for s in spans if s.name.startswith("stage ")}
-    assert set(stages) == {"probe", "split", "score", "stitch", "cleanup"}  # model trained
+    assert set(stages) == {"probe", "scan", "split", "score", "stitch", "cleanup"}  # model trained
     assert all(s.parent.span_id == root.context.span_id for s in stages.values())
-    expected = {"probe": "probe", "split": "split", "model_exists": "split", "submit": "score",
+    expected = {"probe": "probe", "scan": "scan", "scan_state": "scan", "split": "split",
+                "model_exists": "split", "submit": "score",
                 "progress": "score", "stitch": "stitch", "stitch_state": "stitch",
                 "publish": "stitch", "cleanup": "cleanup"}
     for activity, stage in expected.items():
@@ -75,6 +76,8 @@ def test_one_job_is_one_trace_covering_every_stage_activity_and_chunk_task(
 
     (split_task,) = [s for s in spans if s.name.startswith("task split-")]
     assert by_id[split_task.parent.span_id].name == "stage split"  # the cut ran on the pool
+    (scan_task,) = [s for s in spans if s.name.startswith("task scan-")]
+    assert by_id[scan_task.parent.span_id].name == "stage scan"  # so did the packet scan
     (stitch_task,) = [s for s in spans if s.name.startswith("task stitch-")]
     assert by_id[stitch_task.parent.span_id].name == "stage stitch"  # the join too
     tasks = sorted((s for s in spans if s.name.startswith("task chunk-")), key=lambda s: s.name)
@@ -128,6 +131,7 @@ def test_the_status_with_a_full_timeline_stays_well_under_16_kb():
     extra = {"tasks": rows, "tasks_since": ledger["scoring_started"],
              "retries": [{"chunk": 999, "error": "e" * 300, "by": "orchestrator"}] * 10,
              "warnings": ["w" * 300] * 3,
+             "scan": {"state": "succeeded", "attempt": 3, "frames_done": 10**6},
              "video": {"width": 7680, "height": 4320, "fps": "30000/1001", "duration_s": 3600.0,
                        "audio_streams": 8, "rotation": 270}}
     status = job_status(req, "scoring", updated="2026-12-01T23:59:59Z", frames_total=10**6,

@@ -65,9 +65,10 @@ def test_every_function_loads_in_the_real_worker(app: worker.WorkerApp):
     kinds = {name: fn.trigger["type"] for name, fn in app.functions.items()}
     assert kinds == {
         "on_upload": "blobTrigger", "video_pipeline": "orchestrationTrigger",
-        **{a: "activityTrigger" for a in ("probe", "split", "split_state", "model_exists",
-                                          "submit", "progress", "stitch", "stitch_state",
-                                          "publish", "publish_state", "cleanup")},
+        **{a: "activityTrigger" for a in ("probe", "scan", "scan_state", "split",
+                                          "split_state", "model_exists", "submit", "progress",
+                                          "stitch", "stitch_state", "publish", "publish_state",
+                                          "cleanup")},
         **{h: "httpTrigger" for h in ("get_job", "list_jobs", "create_job", "cancel_job",
                                       "web_page", "web_styles", "web_upload", "web_upload_job",
                                       "web_links")},

@@ -15,6 +15,7 @@ from shared.batch.base import (
     TaskSpec,
     TaskState,
     chunk_task_id,
+    scan_task_id,
     split_task_id,
     stitch_task_id,
     train_task_id,
@@ -23,7 +24,7 @@ from shared.settings import Settings
 from shared.storage import BlobStore
 
 __all__ = ["BatchBackend", "BlobRef", "OutputFile", "ResourceFile", "TaskSpec", "TaskState",
-           "chunk_task_id", "split_task_id", "stitch_task_id", "train_task_id",
+           "chunk_task_id", "scan_task_id", "split_task_id", "stitch_task_id", "train_task_id",
            "get_backend"]
 
 

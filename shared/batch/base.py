@@ -55,7 +55,7 @@ class TaskSpec:
     resource_files: list[ResourceFile] = field(default_factory=list)
     output_files: list[OutputFile] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
-    kind: str = "chunk"  # chunk | train | split | stitch
+    kind: str = "chunk"  # chunk | train | split | scan | stitch
     chunk: int = -1  # chunk index for chunk tasks
     frames: int = 0  # frames this task scores (progress accounting)
     max_wall_s: int = 3600
@@ -131,6 +131,9 @@ def split_task_id(attempt: int) -> str:
     return f"split-a{attempt}"
 
 
+def scan_task_id(attempt: int) -> str:
+    assert attempt >= 1
+    return f"scan-a{attempt}"
 def stitch_task_id(attempt: int) -> str:
     assert attempt >= 1
     return f"stitch-a{attempt}"

@@ -23,7 +23,7 @@ original frame *i*'s timestamp.
 from shared.video.cli import main
 from shared.video.common import Source, VideoError, ffmpeg_exe, run_ffmpeg
 from shared.video.preview import first_frame_image, make_preview
-from shared.video.probing import Probe, StreamInfo, probe
+from shared.video.probing import Probe, StreamInfo, probe, probe_header
 from shared.video.splitting import Chunk, plan_chunks, split
 from shared.video.stitching import StitchResult, output_format, stitch
 from shared.video.timestamps import frame_timestamps, restamp, retime_packets
@@ -31,6 +31,6 @@ from shared.video.timestamps import frame_timestamps, restamp, retime_packets
 __all__ = [
     "Chunk", "Probe", "Source", "StitchResult", "StreamInfo", "VideoError",
     "ffmpeg_exe", "first_frame_image", "frame_timestamps", "main", "make_preview",
-    "output_format", "plan_chunks", "probe", "restamp", "retime_packets", "run_ffmpeg", "split",
-    "stitch",
+    "output_format", "plan_chunks", "probe", "probe_header", "restamp", "retime_packets",
+    "run_ffmpeg", "split", "stitch",
 ]

@@ -1,11 +1,16 @@
 """Probe: what a video holds (streams, frame count, every frame's timestamp, where it may be
 cut by stream copy), read from packets without decoding, with a clear reason for bad input.
 
+Two depths: ``probe_header`` reads the container's header and index and the first packets
+(bounded whatever the length: the Function app's door), ``probe`` also scans every packet
+for the per-frame timestamps (linear in the input: the scan task on a Batch node).
+
     python -m shared.video probe clip.mp4
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from typing import Any
@@ -88,20 +93,129 @@ class Probe:
         return cls(**data)
 
 
-def probe(src: Source, *, limits: InputLimits = LIMITS, size_bytes: int = 0) -> Probe:
+def probe(src: Source, *, limits: InputLimits = LIMITS, size_bytes: int = 0,
+          on_frames: Callable[[int], None] | None = None) -> Probe:
     """Read a video's streams, frame count and per-frame timestamps without decoding it
     (one frame is decoded to check the stream really decodes and to read its rotation).
 
     ``src`` is a path or a ``BlobFile`` (libav reads a blob through range requests).
+    ``on_frames`` is told the video frames scanned so far, every ``PROGRESS_FRAMES``.
     Raises VideoError(bad_input=True) with a human-readable reason for unusable input.
     """
     try:
-        return _probe(src, limits, size_bytes)
+        return _probe(src, limits, size_bytes, on_frames)
     except VideoError as exc:
-        if exc.bad_input and "no container format" in str(exc) and _looks_like_iso_bmff(src):
-            raise VideoError("the MP4/MOV file is incomplete: its index (moov box) is missing, "
-                             "so the upload was probably cut short") from exc
-        raise
+        better = _explained(exc, src)
+        if better is exc:
+            raise
+        raise better from exc
+
+
+# The header probe's bound: besides the header and index the demuxer reads when it opens the
+# file (and libav's stream-info window, ``probesize``, 5 MB by default), it demuxes at most
+# this many packets of any stream (other streams' packets come first in some files: several
+# audio tracks interleaved ahead of the video), and of them at most this many video packets,
+# to decode the first frame.
+HEADER_PACKETS = 1024
+HEADER_VIDEO_PACKETS = 64
+PROGRESS_FRAMES = 2000  # the full scan reports its progress every this many frames
+
+
+def probe_header(src: Source, *, limits: InputLimits = LIMITS, size_bytes: int = 0) -> Probe:
+    """What the container's header says, checked as far as the header allows, in a bounded
+    read whatever the video's length: streams, size, duration and the input limits, and the
+    first frame decoded (proof that the stream decodes; rotation, pixel format). A still
+    image, a file with no video frame, one that is not a video and an MP4 without its index
+    fail here with the same reasons as ``probe``.
+
+    The result has no per-frame lists (``pts``, ``cuts`` are empty) and its ``frames`` is an
+    estimate: the count the index lists (MP4/MOV), else duration × frame rate (0 when the
+    container gives neither). The packet scan (``probe``) finds the rest: truncated or damaged
+    files, timestamps, the exact count."""
+    try:
+        return _probe_header(src, limits, size_bytes)
+    except VideoError as exc:
+        better = _explained(exc, src)
+        if better is exc:
+            raise
+        raise better from exc
+
+
+def _explained(exc: VideoError, src: Source) -> VideoError:
+    if exc.bad_input and "no container format" in str(exc) and _looks_like_iso_bmff(src):
+        return VideoError("the MP4/MOV file is incomplete: its index (moov box) is missing, "
+                          "so the upload was probably cut short")
+    return exc
+
+
+def _probe_header(src: Source, limits: InputLimits, size_bytes: int) -> Probe:
+    with opened(src) as container:
+        fmt = container.format.name
+        streams = [_stream_info(s) for s in container.streams]
+        vs = _video_stream(container, streams)
+        cc = vs.codec_context
+        codec = cc.codec.canonical_name
+        duration = float(container.duration / av.time_base) if container.duration else 0.0
+        _check_limits(cc.width, cc.height, duration, limits)
+        listed = vs.frames or 0
+        if listed > limits.max_frames:
+            raise VideoError(f"the video has {listed} frames, more than "
+                             f"MAX_FRAMES={limits.max_frames}")
+        rate = vs.average_rate or vs.guessed_rate
+        first, packets, ended = _first_frame_bounded(container, vs)
+        if codec in _STILL_IMAGE_CODECS and not duration and ended and packets == 1:
+            raise VideoError(f"not a video: the file is a still image ({codec}, "
+                             f"{cc.width}x{cc.height}, one frame, no duration)")
+        if packets == 0 and ended:
+            raise VideoError("the video stream has no frames (empty or truncated file)")
+        if packets and first is None:
+            raise VideoError("the video stream cannot be decoded: no frame came out of the "
+                             f"decoder from its first {packets} packets")
+        # No video packet within the bound (a file whose other streams come far ahead): the
+        # scan task reads on and decodes the first frame; the header's facts stand till then.
+        pix_fmt = first.format.name if first is not None else (
+            cc.format.name if cc.format else "unknown")
+        rotation = int(round(first.rotation or 0)) % 360 if first is not None else 0
+        sar = vs.sample_aspect_ratio or cc.sample_aspect_ratio
+        estimate = listed or (round(duration * float(rate)) if rate and duration else 0)
+        return Probe(
+            format=fmt, duration_s=duration, video_index=vs.index, codec=codec,
+            width=cc.width, height=cc.height, pix_fmt=pix_fmt,
+            sar=f"{sar.numerator}:{sar.denominator}" if sar else "1:1", rotation=rotation,
+            fps=str(rate or Fraction(25)), time_base=str(vs.time_base), frames=estimate,
+            pts=[], cuts=[], streams=streams, size_bytes=size_bytes)
+
+
+def _first_frame_bounded(container: Any, vs: Any) -> tuple[Any, int, bool]:
+    """(the first decoded frame or None, video packets demuxed, whether the file ended), from
+    at most HEADER_PACKETS packets, HEADER_VIDEO_PACKETS of them video: it stops once it has
+    the first frame and a second video packet (a still image has none)."""
+    vs.thread_type = "AUTO"
+    first = None
+    seen = packets = 0
+    ended = False
+    try:
+        for packet in container.demux():
+            if packet.size == 0 and packet.pts is None:
+                continue  # flush packet
+            seen += 1
+            if packet.stream.index == vs.index:
+                packets += 1
+                if first is None:
+                    first = next(iter(vs.decode(packet)), None)
+                if first is not None and packets >= 2:
+                    return first, packets, False
+                if packets >= HEADER_VIDEO_PACKETS:
+                    break
+            if seen >= HEADER_PACKETS:
+                break
+        else:
+            ended = True
+        if first is None and packets:
+            first = next(iter(vs.decode(None)), None)  # what the decoder still holds
+    except av.error.FFmpegError as exc:
+        raise libav_error("the video stream cannot be decoded", exc) from exc
+    return first, packets, ended
 
 
 def _looks_like_iso_bmff(src: Source) -> bool:
@@ -114,7 +228,8 @@ def _looks_like_iso_bmff(src: Source) -> bool:
     return head[4:8] in (b"ftyp", b"mdat", b"free", b"wide", b"moov")
 
 
-def _probe(src: Source, limits: InputLimits, size_bytes: int) -> Probe:
+def _probe(src: Source, limits: InputLimits, size_bytes: int,
+           on_frames: Callable[[int], None] | None = None) -> Probe:
     with opened(src) as container:
         fmt = container.format.name
         streams = [_stream_info(s) for s in container.streams]
@@ -122,7 +237,7 @@ def _probe(src: Source, limits: InputLimits, size_bytes: int) -> Probe:
         cc = vs.codec_context
         duration = float(container.duration / av.time_base) if container.duration else 0.0
         _check_limits(cc.width, cc.height, duration, limits)
-        scan = _scan_packets(container, vs.index, cc.codec.canonical_name, limits)
+        scan = _scan_packets(container, vs.index, cc.codec.canonical_name, limits, on_frames)
         _check_scan(scan, vs, fmt, duration)
         sar = vs.sample_aspect_ratio or cc.sample_aspect_ratio
         fps = str(vs.average_rate or vs.guessed_rate or Fraction(25))
@@ -184,8 +299,8 @@ class _PacketScan:
         return len(self.pts_decode) + self.discarded + self.missing_pts
 
 
-def _scan_packets(container: Any, video_index: int, codec: str, limits: InputLimits
-                  ) -> _PacketScan:
+def _scan_packets(container: Any, video_index: int, codec: str, limits: InputLimits,
+                  on_frames: Callable[[int], None] | None = None) -> _PacketScan:
     scan = _PacketScan()
     try:
         for packet in container.demux():
@@ -204,6 +319,8 @@ def _scan_packets(container: Any, video_index: int, codec: str, limits: InputLim
                 if packet.is_keyframe and is_clean_random_access(codec, bytes(packet)):
                     scan.keyframes.append(len(scan.pts_decode))
                 scan.pts_decode.append(packet.pts)
+                if on_frames is not None and len(scan.pts_decode) % PROGRESS_FRAMES == 0:
+                    on_frames(len(scan.pts_decode))
                 if len(scan.pts_decode) > limits.max_frames:
                     raise VideoError(
                         f"the video has more than MAX_FRAMES={limits.max_frames} frames")
