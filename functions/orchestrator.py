@@ -17,7 +17,7 @@ whether the job has 3 chunks or MAX_CHUNKS (tests/test_fan_out.py holds it to th
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -487,38 +487,91 @@ def _note_backend_retries(job: Job, total: int, reasons: list[list[Any]]) -> Non
     job.ledger["backend_retries_seen"] = total
 
 
-def _monitor_split(job: Job) -> Generator[Any, Any, bool]:
-    """Poll the split task (it cuts the chunks on the pool); retry it a bounded number of
-    times, resubmit it when the Batch service does not know it."""
+# The stages that run as one Batch task each, and the state the status shows while they do.
+POOL_TASKS = {"scan": "scanning", "split": "splitting", "stitch": "stitching"}
+
+
+def _monitor_task(job: Job, kind: str, total: int, *, percent_cap: float = 100.0,
+                  on_state: Callable[[dict[str, Any], int], None] | None = None,
+                  on_submitted: Callable[[dict[str, Any]], None] | None = None
+                  ) -> Generator[Any, Any, bool]:
+    """Poll the job's ``kind`` task (scan, split or stitch: one task on the pool, activities
+    ``<kind>_state`` and ``<kind>``) until it succeeds. Bad input fails the job at once with
+    the task's reason; another failure runs it again as a new attempt, ``max_attempts`` in
+    all; a task the Batch service does not know is submitted again under the same attempt.
+    ``total`` frames make the stage's percent (0: unknown). ``on_state`` sees every state read
+    (with its attempt), ``on_submitted`` every submit's result. False: continued as new."""
     lg = job.ledger
+    state = POOL_TASKS[kind]
     rounds = 0
-    total = max(1, int(lg["probe"]["frames"]))
     while True:
-        attempt = int(lg["split_attempt"])
-        s = yield from job.call("split_state", attempt=attempt)
+        attempt = int(lg[f"{kind}_attempt"])
+        s = yield from job.call(f"{kind}_state", attempt=attempt)
+        if on_state is not None:
+            on_state(s, attempt)
         if s["state"] == "succeeded":
             return True
         again = None
         if s["state"] == "missing":
-            again = job.expect_ok((yield from job.call("split", attempt=attempt)))
+            again = job.expect_ok((yield from job.call(kind, attempt=attempt)))
         elif s["state"] == "failed":
             reason = s.get("error") or f"exit code {s.get('exit_code')}"
             if s.get("bad_input"):
                 raise JobFailed(reason)
             if attempt >= job.max_attempts:
-                raise JobFailed(f"splitting the video failed {attempt} times; last error: "
+                raise JobFailed(f"{state} the video failed {attempt} times; last error: "
                                 f"{reason}")
-            lg["split_attempt"] = attempt + 1
-            again = job.expect_ok((yield from job.call("split", attempt=attempt + 1)))
-        if again is not None:  # the plan was written again: the ledger counts that one
-            lg.update(chunks=int(again["chunks"]), split_mode=again["mode"])
-        job.publish("splitting",
-                    stage_percent=min(100.0, 100.0 * int(s.get("frames_done", 0)) / total))
+            lg[f"{kind}_attempt"] = attempt + 1
+            again = job.expect_ok((yield from job.call(kind, attempt=attempt + 1)))
+        if again is not None and on_submitted is not None:
+            on_submitted(again)
+        done = int(s.get("frames_done", 0))
+        job.publish(state, stage_percent=min(percent_cap, 100.0 * done / total)
+                    if total else None)
         rounds += 1
         if rounds >= job.rounds_per_generation:
             _continue(job)
             return False
         yield job.context.create_timer(_now(job.context) + job.poll)
+
+
+def _monitor_scan(job: Job) -> Generator[Any, Any, bool]:
+    """The scan task: the status shows its state and frames scanned; the header's frame count
+    is only an estimate, so the percent stays below 100."""
+    lg = job.ledger
+
+    def seen(s: dict[str, Any], attempt: int) -> None:
+        lg["scan"] = {"state": s["state"], "attempt": attempt,
+                      "frames_done": int(s.get("frames_done", 0))}
+
+    return (yield from _monitor_task(job, "scan", int(lg["probe"].get("frames", 0)),
+                                     percent_cap=99.0, on_state=seen))
+
+
+def _monitor_split(job: Job) -> Generator[Any, Any, bool]:
+    """The split task: a split submitted again wrote its plan again; the ledger counts that
+    one."""
+    lg = job.ledger
+
+    def planned(again: dict[str, Any]) -> None:
+        lg.update(chunks=int(again["chunks"]), split_mode=again["mode"])
+
+    return (yield from _monitor_task(job, "split", max(1, int(lg["probe"]["frames"])),
+                                     on_submitted=planned))
+
+
+def _monitor_stitch(job: Job) -> Generator[Any, Any, bool]:
+    """The stitch task: once it succeeds, its summary (frames, size, streams dropped) is kept
+    for the status."""
+    lg = job.ledger
+
+    def seen(s: dict[str, Any], _attempt: int) -> None:
+        if s["state"] == "succeeded":
+            lg["stitched"] = {k: s.get(k) for k in ("frames", "size_bytes", "streams_dropped")}
+            _note_dropped(job, s)
+
+    return (yield from _monitor_task(job, "stitch", max(1, int(lg["probe"]["frames"])),
+                                     on_state=seen))
 
 
 def _monitor_training(job: Job) -> Generator[Any, Any, bool]:
@@ -567,81 +620,11 @@ def _scanned(job: Job, split: dict[str, Any]) -> None:
         lg["estimate"] = split["estimate"]
 
 
-def _monitor_scan(job: Job) -> Generator[Any, Any, bool]:
-    """Poll the scan task (the input's full probe on the pool) as ``_monitor_split`` polls the
-    split: bad input fails the job at once with the task's reason, other failures run it
-    again as a new attempt a bounded number of times, a task the Batch service lost is
-    submitted again under the same attempt."""
-    lg = job.ledger
-    rounds = 0
-    estimate = int(lg["probe"].get("frames", 0))
-    while True:
-        attempt = int(lg["scan_attempt"])
-        s = yield from job.call("scan_state", attempt=attempt)
-        done = int(s.get("frames_done", 0))
-        lg["scan"] = {"state": s["state"], "attempt": attempt, "frames_done": done}
-        if s["state"] == "succeeded":
-            return True
-        if s["state"] == "missing":
-            job.expect_ok((yield from job.call("scan", attempt=attempt)))
-        elif s["state"] == "failed":
-            reason = s.get("error") or f"exit code {s.get('exit_code')}"
-            if s.get("bad_input"):
-                raise JobFailed(reason)
-            if attempt >= job.max_attempts:
-                raise JobFailed(f"scanning the video failed {attempt} times; last error: "
-                                f"{reason}")
-            lg["scan_attempt"] = attempt + 1
-            job.expect_ok((yield from job.call("scan", attempt=attempt + 1)))
-        # The header's frame count is an estimate: the percent is capped below 100.
-        job.publish("scanning",
-                    stage_percent=min(99.0, 100.0 * done / estimate) if estimate else None)
-        rounds += 1
-        if rounds >= job.rounds_per_generation:
-            _continue(job)
-            return False
-        yield job.context.create_timer(_now(job.context) + job.poll)
-
-
 def _note_dropped(job: Job, result: dict[str, Any]) -> None:
     if result.get("streams_dropped"):
         job.ledger.setdefault("warnings", []).append(
             "streams the output container cannot hold were dropped: "
             + ", ".join(result["streams_dropped"]))
-
-
-def _monitor_stitch(job: Job) -> Generator[Any, Any, bool]:
-    """Poll the stitch task (it joins the chunks on the pool) as ``_monitor_split`` polls the
-    split: retry it a bounded number of times, resubmit it when the Batch service does not
-    know it, fail the job at once on bad input."""
-    lg = job.ledger
-    rounds = 0
-    total = max(1, int(lg["probe"]["frames"]))
-    while True:
-        attempt = int(lg["stitch_attempt"])
-        s = yield from job.call("stitch_state", attempt=attempt)
-        if s["state"] == "succeeded":
-            lg["stitched"] = {k: s.get(k) for k in ("frames", "size_bytes", "streams_dropped")}
-            _note_dropped(job, s)
-            return True
-        if s["state"] == "missing":
-            job.expect_ok((yield from job.call("stitch", attempt=attempt)))
-        elif s["state"] == "failed":
-            reason = s.get("error") or f"exit code {s.get('exit_code')}"
-            if s.get("bad_input"):
-                raise JobFailed(reason)
-            if attempt >= job.max_attempts:
-                raise JobFailed(f"stitching the video failed {attempt} times; last error: "
-                                f"{reason}")
-            lg["stitch_attempt"] = attempt + 1
-            job.expect_ok((yield from job.call("stitch", attempt=attempt + 1)))
-        job.publish("stitching",
-                    stage_percent=min(100.0, 100.0 * int(s.get("frames_done", 0)) / total))
-        rounds += 1
-        if rounds >= job.rounds_per_generation:
-            _continue(job)
-            return False
-        yield job.context.create_timer(_now(job.context) + job.poll)
 
 
 def _publish(job: Job) -> Generator[Any, Any, bool]:

@@ -281,6 +281,8 @@ def split_state(ctx: Context, req: JobRequest, attempt: int) -> dict[str, Any]:
 
 
 def _task_state(ctx: Context, req: JobRequest, task_id: str) -> dict[str, Any]:
+    """One task of the job as the scan, split and stitch monitors read it; a task that read a
+    replaced input (tasks download the blob by name) is failed with that reason."""
     t = next((t for t in ctx.backend.task_states(req.job_id) if t.id == task_id), None)
     if t is None:
         return {"state": "missing", "frames_done": 0}
@@ -637,20 +639,10 @@ def stitch_state(ctx: Context, req: JobRequest, attempt: int) -> dict[str, Any]:
 
     The task downloads the input by name: a replaced input fails the job here, with that
     reason, before anything is published."""
-    t = next((t for t in ctx.backend.task_states(req.job_id)
-              if t.id == stitch_task_id(attempt)), None)
-    if t is None:
-        return {"state": "missing", "frames_done": 0}
-    result: dict[str, Any] = {"state": t.state, "frames_done": t.frames_done,
-                              "exit_code": t.exit_code, "bad_input": t.bad_input,
-                              "error": _short(t.error)}
-    if t.state == "succeeded":
-        changed = input_changed(ctx, req)
-        if changed:
-            result.update(state="failed", bad_input=True, error=changed)
-        else:
-            summary = ctx.store.read_json(WORK, _stitch_summary_blob(req.job_id))
-            result.update({k: summary[k] for k in ("frames", "size_bytes", "streams_dropped")})
+    result = _task_state(ctx, req, stitch_task_id(attempt))
+    if result["state"] == "succeeded":
+        summary = ctx.store.read_json(WORK, _stitch_summary_blob(req.job_id))
+        result.update({k: summary[k] for k in ("frames", "size_bytes", "streams_dropped")})
     return result
 
 
