@@ -43,6 +43,13 @@ from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 
+# Azurite's well-known development account. Its Copy Blob reads the whole source in one go and
+# answers 500 after about two minutes for a 1.45 GB blob (Azure's takes any size, finishing
+# asynchronously); 250 MB copies in 6 s. Against it, bigger blobs are copied block by block
+# through this process instead (``BlobCopy``): the local host is one machine anyway.
+EMULATOR_ACCOUNT = "devstoreaccount1"
+EMULATOR_COPY_LIMIT = 256 * 1024**2
+_COPY_BLOCK = 8 * 1024**2
 _TRANSFER = {"max_single_put_size": 8 * 1024**2, "max_block_size": 8 * 1024**2,
              "max_single_get_size": 8 * 1024**2, "max_chunk_get_size": 8 * 1024**2}
 
@@ -62,6 +69,7 @@ class BlobStore:
     def __init__(self, service: BlobServiceClient, account_key: str | None = None):
         self.service = service
         self.account_name: str = service.account_name  # type: ignore[assignment]
+        self.emulator = self.account_name == EMULATOR_ACCOUNT
         self._account_key = account_key
         self._delegation_key: Any = None
         self._delegation_expiry = datetime.min.replace(tzinfo=UTC)
@@ -398,6 +406,11 @@ class BlobCopy:
         from azure.storage.blob import ContentSettings
 
         store = self._store
+        size = store.blob(*self._source).get_blob_properties().size
+        if store.emulator and size > EMULATOR_COPY_LIMIT:
+            self._copy_through(size, metadata, content_type, overwrite=overwrite,
+                               if_etag=if_etag)
+            return
         if content_type:
             store.blob(*self._source).set_http_headers(ContentSettings(content_type=content_type))
         # The service reads the source with a read-only SAS for that one blob (Copy Blob takes
@@ -414,6 +427,21 @@ class BlobCopy:
                 raise ResourceExistsError("the blob exists") from None
             raise
         self.status = str(result.get("copy_status") or "pending")
+
+    def _copy_through(self, size: int, metadata: dict[str, str] | None,
+                      content_type: str | None, *, overwrite: bool, if_etag: str | None) -> None:
+        """The emulator's stand-in for a big Copy Blob: the source read in 8 MiB ranges and
+        staged as blocks of the destination, committed whole under the same conditions (one
+        block in memory at a time)."""
+        source = self._store.blob(*self._source)
+        writer = BlockWriter(self._store.blob(*self._dest))
+        count = 0
+        for count, offset in enumerate(range(0, size, _COPY_BLOCK), start=1):
+            length = min(_COPY_BLOCK, size - offset)
+            writer.stage(count - 1, source.download_blob(offset=offset, length=length).readall())
+        writer.seal(count)
+        writer.commit(metadata, content_type, overwrite=overwrite, if_etag=if_etag)
+        self.status = "success"
 
 
 @dataclass(frozen=True)
