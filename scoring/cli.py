@@ -93,13 +93,13 @@ def _parser() -> argparse.ArgumentParser:
                                     "included, to OUTPUT as JSON; input beyond the limits "
                                     "or damaged exits 2 with the reason.")
     add_scan_arguments(sc)
-    sc = sub.add_parser("stitch", formatter_class=fmt,
+    sj = sub.add_parser("stitch", formatter_class=fmt,
                         help="join the stylized chunks into the output video (the stitch task)",
                         description="Join the stylized chunks, every frame given the input's "
                                     "timestamp, with every other stream of INPUT copied as it "
                                     "is, into OUTPUT (the container its extension names); and "
                                     "the before/after preview.")
-    add_stitch_arguments(sc)
+    add_stitch_arguments(sj)
     return ap
 
 

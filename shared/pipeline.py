@@ -611,10 +611,8 @@ def stitch_task(req: JobRequest, settings: Settings, chunks: list[Chunk],
     """The Batch task that joins the stylized chunks (the stitch task contract): one
     resource file per chunk, the output video, the preview and a summary out to work/<job>/."""
     task_id = stitch_task_id(attempt)
-    _, in_ext = split_ext(req.blob)
     _, ext = split_ext(req.output)  # one of VIDEO_EXTENSIONS: a plain word
-    task = StitchTask(input=f"input.{in_ext}" if in_ext.isascii() and in_ext.isalnum()
-                      else "input", output=f"result.{ext}")
+    task = StitchTask(input=_input_file(req), output=f"result.{ext}")
     middle = chunks[StitchTask.preview_chunk(len(chunks))].index
     resources = [ResourceFile(BlobRef(INCOMING, req.blob), task.input),
                  ResourceFile(BlobRef(WORK, _probe_blob(req.job_id)), task.probe),

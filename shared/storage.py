@@ -407,11 +407,12 @@ class BlobCopy:
         from azure.storage.blob import ContentSettings
 
         store = self._store
-        size = store.blob(*self._source).get_blob_properties().size
-        if store.emulator and size > EMULATOR_COPY_LIMIT:
-            self._copy_through(size, metadata, content_type, overwrite=overwrite,
-                               if_etag=if_etag)
-            return
+        if store.emulator:  # the source's size is asked only where it decides anything
+            size = store.blob(*self._source).get_blob_properties().size
+            if size > EMULATOR_COPY_LIMIT:
+                self._copy_through(size, metadata, content_type, overwrite=overwrite,
+                                   if_etag=if_etag)
+                return
         if content_type:
             store.blob(*self._source).set_http_headers(ContentSettings(content_type=content_type))
         # The service reads the source with a read-only SAS for that one blob (Copy Blob takes
